@@ -1,0 +1,53 @@
+"""The BentoML service: model reference, request types and APIs. Logic lives in train/."""
+
+import bentoml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from train import registry
+from train.instances import PredictResponse, RowsEnvelope, instances_field
+from train.predictor import Predictor
+from train.settings import settings
+
+SETTINGS = settings()
+MODEL_TAG = registry.resolve_tag(SETTINGS.model_name, SETTINGS.model_tag)
+SCHEMA = registry.load_schema(MODEL_TAG)
+Instances = instances_field(SCHEMA, SETTINGS.predict_max_rows)
+BatchInstances = instances_field(SCHEMA, SETTINGS.predict_batch_max_rows)
+
+
+async def model_info(_: Request) -> JSONResponse:
+    return JSONResponse(bentoml.get_current_service().predictor.info())
+
+
+info_app = Starlette(routes=[Route("/model", model_info, methods=["GET"])])
+
+
+@bentoml.asgi_app(info_app, path="/")
+@bentoml.service(workers=SETTINGS.workers, traffic={"timeout": 60})
+class TabularModel:
+    bento_model = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        self.predictor = Predictor(registry.load_stored(self.bento_model))
+        self.predictor.warm_up()
+
+    def __is_ready__(self) -> bool:
+        return self.predictor.ready
+
+    # Concurrent requests are merged into one model call of up to BATCH_MAX_SIZE rows.
+    # The latency budget is wide on purpose: the batcher answers 503 to requests it
+    # predicts will miss it, and a queue of 64 clients on 2 cores needs tens of ms.
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=SETTINGS.max_batch_size,
+        max_latency_ms=SETTINGS.max_latency_ms,
+    )
+    def predict(self, instances: Instances) -> RowsEnvelope:
+        return self.predictor.predict_rows(instances)
+
+    @bentoml.api
+    def predict_batch(self, instances: BatchInstances) -> PredictResponse:
+        return self.predictor.predict(instances)

@@ -1,0 +1,1 @@
+"""Model lifecycle: data, pipeline, evaluation and quality gate, model store I/O."""

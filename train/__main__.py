@@ -1,0 +1,147 @@
+"""Command line: `python -m train [fit] ...`, `list`, `promote`, `rollback`, `ensure`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import registry
+from .data import DataError, load_default, load_table
+from .evaluate import QualityGateError
+from .pipeline import ESTIMATORS
+from .settings import settings
+from .training import TrainConfig, train
+
+COMMANDS = ("fit", "list", "promote", "rollback", "ensure")
+
+
+def _add_fit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default=settings().model_name,
+                        help="model store name (default: MODEL_NAME, %(default)s)")
+    parser.add_argument("--data", type=Path,
+                        help="training table, .csv or .parquet (default: scikit-learn's "
+                             "bundled breast-cancer data)")
+    parser.add_argument("--target", help="target column of --data (required with --data)")
+    parser.add_argument("--task", choices=("classification", "regression"),
+                        help="override the task inferred from the target")
+    parser.add_argument("--categorical", default="",
+                        help="comma-separated columns to treat as categorical even if numeric")
+    parser.add_argument("--estimator", choices=ESTIMATORS, default="linear",
+                        help="estimator (default: %(default)s; logistic regression or ridge)")
+    parser.add_argument("--test-size", type=float, default=0.2,
+                        help="held-out share for evaluation (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
+    parser.add_argument("--min-score", type=float,
+                        help="quality gate: minimum primary metric (maximum for mae/rmse); "
+                             "below it nothing is registered and the exit code is 1")
+    parser.add_argument("--gate-metric",
+                        help="metric the gate checks (default: roc_auc for classifiers, "
+                             "r2 for regressors)")
+    parser.add_argument("--promote", action="store_true",
+                        help="promote the new version to production once registered")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train, evaluate and register models; manage their versions. "
+                    "Without a command, `fit` runs.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
+    _add_fit_options(commands.add_parser("fit", help="train, evaluate, gate and register"))
+
+    listing = commands.add_parser("list", help="list versions with stage and metrics")
+    listing.add_argument("--name", default=settings().model_name, help="model name")
+
+    promoting = commands.add_parser("promote", help="make a version the production one")
+    promoting.add_argument("tag", help="name:version to promote")
+
+    rolling = commands.add_parser("rollback", help="return production to the previous version")
+    rolling.add_argument("--name", default=settings().model_name, help="model name")
+
+    ensuring = commands.add_parser(
+        "ensure", help="train and promote the default model unless one is stored already"
+    )
+    ensuring.add_argument("--name", default=settings().model_name, help="model name")
+    return parser
+
+
+def _fit(args: argparse.Namespace) -> int:
+    if args.data is not None:
+        if not args.target:
+            raise DataError("--target is required with --data")
+        features, target = load_table(args.data, args.target)
+        source = str(args.data)
+    else:
+        features, target = load_default()
+        source = "sklearn:breast_cancer"
+    config = TrainConfig(
+        name=args.name,
+        estimator=args.estimator,
+        task=args.task,
+        categorical=[c.strip() for c in args.categorical.split(",") if c.strip()],
+        test_size=args.test_size,
+        seed=args.seed,
+        min_score=args.min_score,
+        gate_metric=args.gate_metric,
+        promote=args.promote,
+        source=source,
+    )
+    result = train(features, target, config)
+    print(json.dumps({"tag": result.tag, "metrics": result.metrics,
+                      "primary_metric": result.primary_metric, "promoted": result.promoted}))
+    return 0
+
+
+def _list(name: str) -> int:
+    print(f"{'TAG':<40} {'STAGE':<12} {'PROMOTED_AT':<24} {'CREATED':<20} METRICS")
+    for model in registry.versions(name):
+        labels, metadata = model.info.labels, model.info.metadata
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in metadata.get("metrics", {}).items())
+        created = model.info.creation_time.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{model.tag!s:<40} {labels.get('stage', '-'):<12} "
+              f"{labels.get('promoted_at', '-'):<24} {created:<20} {metrics}")
+    return 0
+
+
+def _ensure(name: str) -> int:
+    if registry.versions(name):
+        print(f"model store has {registry.resolve_tag(name)}; not training")
+        return 0
+    features, target = load_default()
+    result = train(features, target, TrainConfig(name=name, promote=True))
+    print(f"trained and promoted {result.tag}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "fit")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "fit":
+            return _fit(args)
+        if args.command == "list":
+            return _list(args.name)
+        if args.command == "promote":
+            print(f"production: {registry.promote(args.tag)}")
+            return 0
+        if args.command == "rollback":
+            print(f"production: {registry.rollback(args.name)}")
+            return 0
+        return _ensure(args.name)
+    except QualityGateError as exc:
+        print(f"quality gate failed: {exc}; nothing registered", file=sys.stderr)
+        return 1
+    except (DataError, registry.RegistryError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

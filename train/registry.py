@@ -1,0 +1,172 @@
+"""Model store I/O: register, list, resolve, load, promote and roll back model versions.
+
+A version's lifecycle lives in its BentoML labels, so `bentoml models list` and
+`bentoml models get` show it: `stage` is `candidate` when registered, `production` once
+promoted, `archived` when another version is promoted, `rolled_back` when rolled back;
+`promoted_at` orders promotions so a rollback knows which version came before.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import joblib
+import pandas as pd
+from bentoml.exceptions import NotFound
+from sklearn.pipeline import Pipeline
+
+from .schema import FeatureSchema
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_FILE = "pipeline.joblib"
+REFERENCE_FILE = "reference.parquet"
+PREDICTION_COLUMN = "prediction"
+
+CANDIDATE, PRODUCTION, ARCHIVED, ROLLED_BACK = "candidate", "production", "archived", "rolled_back"
+
+
+class RegistryError(RuntimeError):
+    """A model-store operation cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    tag: str
+    pipeline: Pipeline
+    schema: FeatureSchema
+    labels: dict[str, str]
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+def save(
+    pipeline: Pipeline,
+    schema: FeatureSchema,
+    reference: pd.DataFrame,
+    *,
+    name: str,
+    labels: dict[str, str],
+    metadata: dict[str, Any],
+) -> str:
+    """Register a trained pipeline with its schema and reference sample; returns the tag."""
+    with bentoml.models.create(
+        name,
+        labels={"stage": CANDIDATE, **labels},
+        metadata={**metadata, "schema": schema.to_metadata()},
+    ) as model:
+        joblib.dump(pipeline, model.path_of(PIPELINE_FILE))
+        reference.to_parquet(model.path_of(REFERENCE_FILE), index=False)
+    logger.info("registered %s", model.tag)
+    return str(model.tag)
+
+
+def versions(name: str) -> list[bentoml.Model]:
+    """Every stored version of `name`, newest first."""
+    try:
+        found = bentoml.models.list(name)
+    except NotFound:
+        return []
+    return sorted(found, key=lambda m: m.info.creation_time, reverse=True)
+
+
+def _get(tag: str) -> bentoml.Model:
+    try:
+        return bentoml.models.get(tag)
+    except NotFound as exc:
+        raise RegistryError(f"model {tag!r} is not in the model store") from exc
+
+
+def production(name: str) -> bentoml.Model | None:
+    promoted = [m for m in versions(name) if m.info.labels.get("stage") == PRODUCTION]
+    return max(promoted, key=lambda m: m.info.labels.get("promoted_at", ""), default=None)
+
+
+def resolve_tag(name: str, tag: str = "") -> str:
+    """The exact tag to serve: `tag` if given, else the promoted version, else the newest."""
+    if tag:
+        return str(_get(tag).tag)
+    chosen = production(name) or next(iter(versions(name)), None)
+    if chosen is None:
+        raise RegistryError(f"no model named {name!r} in the model store; run `make train`")
+    return str(chosen.tag)
+
+
+def _set_labels(model: bentoml.Model, **labels: str) -> None:
+    model.info.labels.update(labels)
+    model.flush()
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def promote(tag: str) -> str:
+    """Make `tag` the production version of its name; the previous one is archived."""
+    model = _get(tag)
+    current = production(model.tag.name)
+    if current is not None and current.tag == model.tag:
+        return str(model.tag)
+    for other in versions(model.tag.name):
+        if other.info.labels.get("stage") == PRODUCTION:
+            _set_labels(other, stage=ARCHIVED)
+    _set_labels(model, stage=PRODUCTION, promoted_at=_now())
+    logger.info("promoted %s", model.tag)
+    return str(model.tag)
+
+
+def rollback(name: str) -> str:
+    """Return production to the version promoted before the current one; returns its tag."""
+    current = production(name)
+    if current is None:
+        raise RegistryError(f"{name!r} has no production version to roll back")
+    current_at = current.info.labels["promoted_at"]
+    earlier = [
+        m
+        for m in versions(name)
+        if m.tag != current.tag and "" < m.info.labels.get("promoted_at", "") < current_at
+    ]
+    if not earlier:
+        raise RegistryError(f"{current.tag} is the first promoted version of {name!r}")
+    previous = max(earlier, key=lambda m: m.info.labels["promoted_at"])
+    _set_labels(current, stage=ROLLED_BACK)
+    _set_labels(previous, stage=PRODUCTION)
+    logger.info("rolled back %s to %s", current.tag, previous.tag)
+    return str(previous.tag)
+
+
+def load_stored(model: bentoml.Model) -> LoadedModel:
+    info = model.info
+    metadata = dict(info.metadata)
+    if "schema" not in metadata:
+        raise RegistryError(f"{model.tag} has no feature schema; it was not registered by train")
+    return LoadedModel(
+        tag=str(model.tag),
+        pipeline=joblib.load(model.path_of(PIPELINE_FILE)),
+        schema=FeatureSchema.from_metadata(metadata["schema"]),
+        labels=dict(info.labels),
+        metadata=metadata,
+        created_at=info.creation_time,
+    )
+
+
+def load(tag: str) -> LoadedModel:
+    return load_stored(_get(tag))
+
+
+def load_schema(tag: str) -> FeatureSchema:
+    model = _get(tag)
+    return FeatureSchema.from_metadata(model.info.metadata["schema"])
+
+
+def load_reference(tag: str) -> pd.DataFrame:
+    """The training-data sample stored with the model: features, target and prediction."""
+    path = Path(_get(tag).path_of(REFERENCE_FILE))
+    if not path.is_file():
+        raise RegistryError(f"{tag} has no stored reference sample")
+    return pd.read_parquet(path)
