@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from train.instances import PredictResponse, RowsEnvelope, envelope_from_rows, instances_field, to_frame
+from train.instances import (
+    PredictResponse,
+    RowsEnvelope,
+    envelope_from_rows,
+    instances_field,
+    to_frame,
+)
 from train.schema import Feature, FeatureSchema
 
 SCHEMA = FeatureSchema(
@@ -77,7 +83,9 @@ def test_wrong_length_says_how_many_values_were_expected(validate):
     assert "expected 3 values in schema order, got 4" in error_of(validate, [[1, 2, "a", 4]])["msg"]
 
 
-@pytest.mark.parametrize(("instances", "error_type"), [([], "too_short"), ([VALID] * 4, "too_long")])
+@pytest.mark.parametrize(
+    ("instances", "error_type"), [([], "too_short"), ([VALID] * 4, "too_long")]
+)
 def test_row_count_limits(validate, instances, error_type):
     assert error_of(validate, instances)["type"] == error_type
 

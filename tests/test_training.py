@@ -67,8 +67,12 @@ def test_fingerprint_ignores_row_order_but_not_values():
 
 @pytest.mark.parametrize(
     ("values", "task"),
-    [([0, 1, 1, 0], "classification"), (["a", "b"], "classification"),
-     ([0.5, 1.7, 2.2, 3.1], "regression"), (list(range(100)), "regression")],
+    [
+        ([0, 1, 1, 0], "classification"),
+        (["a", "b"], "classification"),
+        ([0.5, 1.7, 2.2, 3.1], "regression"),
+        (list(range(100)), "regression"),
+    ],
 )
 def test_task_is_inferred_from_the_target(values, task):
     assert infer_task(pd.Series(values)) == task
@@ -114,8 +118,7 @@ def test_categorical_regression_from_a_user_table(tmp_path):
     table["label"] = table["spend"] * 2 + np.where(table["city"] == "nice", 100.0, 0.0)
     table.to_csv(tmp_path / "spend.csv", index=False)
     features, target = load_table(tmp_path / "spend.csv", "label")
-    result = train(features, target,
-                   TrainConfig(name="spend", estimator="hist_gradient_boosting"))
+    result = train(features, target, TrainConfig(name="spend", estimator="hist_gradient_boosting"))
     schema = registry.load_schema(result.tag)
     assert schema.task == "regression"
     assert schema.categorical == ["city"]

@@ -19,36 +19,63 @@ COMMANDS = ("fit", "list", "promote", "rollback", "ensure")
 
 
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", default=settings().model_name,
-                        help="model store name (default: MODEL_NAME, %(default)s)")
-    parser.add_argument("--data", type=Path,
-                        help="training table, .csv or .parquet (default: scikit-learn's "
-                             "bundled breast-cancer data)")
+    parser.add_argument(
+        "--name",
+        default=settings().model_name,
+        help="model store name (default: MODEL_NAME, %(default)s)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="training table, .csv or .parquet (default: scikit-learn's "
+        "bundled breast-cancer data)",
+    )
     parser.add_argument("--target", help="target column of --data (required with --data)")
-    parser.add_argument("--task", choices=("classification", "regression"),
-                        help="override the task inferred from the target")
-    parser.add_argument("--categorical", default="",
-                        help="comma-separated columns to treat as categorical even if numeric")
-    parser.add_argument("--estimator", choices=ESTIMATORS, default="linear",
-                        help="estimator (default: %(default)s; logistic regression or ridge)")
-    parser.add_argument("--test-size", type=float, default=0.2,
-                        help="held-out share for evaluation (default: %(default)s)")
+    parser.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        help="override the task inferred from the target",
+    )
+    parser.add_argument(
+        "--categorical",
+        default="",
+        help="comma-separated columns to treat as categorical even if numeric",
+    )
+    parser.add_argument(
+        "--estimator",
+        choices=ESTIMATORS,
+        default="linear",
+        help="estimator (default: %(default)s; logistic regression or ridge)",
+    )
+    parser.add_argument(
+        "--test-size",
+        type=float,
+        default=0.2,
+        help="held-out share for evaluation (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
-    parser.add_argument("--min-score", type=float,
-                        help="quality gate: minimum primary metric (maximum for mae/rmse); "
-                             "below it nothing is registered and the exit code is 1")
-    parser.add_argument("--gate-metric",
-                        help="metric the gate checks (default: roc_auc for classifiers, "
-                             "r2 for regressors)")
-    parser.add_argument("--promote", action="store_true",
-                        help="promote the new version to production once registered")
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        help="quality gate: minimum primary metric (maximum for mae/rmse); "
+        "below it nothing is registered and the exit code is 1",
+    )
+    parser.add_argument(
+        "--gate-metric",
+        help="metric the gate checks (default: roc_auc for classifiers, r2 for regressors)",
+    )
+    parser.add_argument(
+        "--promote",
+        action="store_true",
+        help="promote the new version to production once registered",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m train",
         description="Train, evaluate and register models; manage their versions. "
-                    "Without a command, `fit` runs.",
+        "Without a command, `fit` runs.",
     )
     commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
     _add_fit_options(commands.add_parser("fit", help="train, evaluate, gate and register"))
@@ -91,8 +118,16 @@ def _fit(args: argparse.Namespace) -> int:
         source=source,
     )
     result = train(features, target, config)
-    print(json.dumps({"tag": result.tag, "metrics": result.metrics,
-                      "primary_metric": result.primary_metric, "promoted": result.promoted}))
+    print(
+        json.dumps(
+            {
+                "tag": result.tag,
+                "metrics": result.metrics,
+                "primary_metric": result.primary_metric,
+                "promoted": result.promoted,
+            }
+        )
+    )
     return 0
 
 
@@ -102,8 +137,10 @@ def _list(name: str) -> int:
         labels, metadata = model.info.labels, model.info.metadata
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in metadata.get("metrics", {}).items())
         created = model.info.creation_time.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{model.tag!s:<40} {labels.get('stage', '-'):<12} "
-              f"{labels.get('promoted_at', '-'):<24} {created:<20} {metrics}")
+        print(
+            f"{model.tag!s:<40} {labels.get('stage', '-'):<12} "
+            f"{labels.get('promoted_at', '-'):<24} {created:<20} {metrics}"
+        )
     return 0
 
 

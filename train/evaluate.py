@@ -36,8 +36,14 @@ def evaluate(pipeline: Pipeline, features: pd.DataFrame, target: pd.Series, task
     binary = len(classes) == 2
     metrics = {
         "accuracy": float(accuracy_score(target, predicted)),
-        "f1": float(f1_score(target, predicted, average="binary" if binary else "macro",
-                             pos_label=classes[-1] if binary else 1)),
+        "f1": float(
+            f1_score(
+                target,
+                predicted,
+                average="binary" if binary else "macro",
+                pos_label=classes[-1] if binary else 1,
+            )
+        ),
     }
     probabilities = pipeline.predict_proba(features)
     present = np.unique(target)

@@ -22,9 +22,7 @@ def _positional_to_mapping(names: Sequence[str], value: Any) -> Any:
     """A list of values in schema order becomes a mapping; mappings pass through."""
     if isinstance(value, list | tuple):
         if len(value) != len(names):
-            raise ValueError(
-                f"expected {len(names)} values in schema order, got {len(value)}"
-            )
+            raise ValueError(f"expected {len(names)} values in schema order, got {len(value)}")
         return dict(zip(names, value, strict=True))
     return value
 
@@ -52,9 +50,12 @@ def instance_type(schema: FeatureSchema) -> Any:
 def instances_field(schema: FeatureSchema, max_rows: int) -> Any:
     return Annotated[
         list[instance_type(schema)],  # type: ignore[misc]
-        Field(min_length=1, max_length=max_rows,
-              description=f"1 to {max_rows} instances: objects keyed by feature name, "
-                          f"or lists of {len(schema.features)} values in schema order."),
+        Field(
+            min_length=1,
+            max_length=max_rows,
+            description=f"1 to {max_rows} instances: objects keyed by feature name, "
+            f"or lists of {len(schema.features)} values in schema order.",
+        ),
     ]
 
 

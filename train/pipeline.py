@@ -62,6 +62,4 @@ def build_pipeline(
         )
         transformers.append(("categorical", categorical_steps, categorical))
     preprocess = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
-    return Pipeline(
-        [("preprocess", preprocess), ("model", make_estimator(estimator, task, seed))]
-    )
+    return Pipeline([("preprocess", preprocess), ("model", make_estimator(estimator, task, seed))])

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from .instances import Row, to_frame
+from .instances import PredictResponse, Row, to_frame
 from .registry import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -48,9 +48,12 @@ class Predictor:
         matrix = self._pipeline.predict_proba(frame).tolist()
         return predictions, [dict(zip(self._classes, row, strict=True)) for row in matrix]
 
-    def predict(self, instances: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def predict(self, instances: Sequence[dict[str, Any]]) -> PredictResponse:
         predictions, probabilities = self.predict_frame(to_frame(instances, self.schema))
-        return {"model": self.tag, "predictions": predictions, "probabilities": probabilities}
+        # built from the model's own output: nothing to validate
+        return PredictResponse.model_construct(
+            model=self.tag, predictions=predictions, probabilities=probabilities
+        )
 
     def predict_rows(self, instances: Sequence[dict[str, Any]]) -> list[Row]:
         """One answer per instance, for the adaptive batcher to hand back to each request."""

@@ -91,8 +91,10 @@ def to_model_frame(frame: pd.DataFrame, kinds: dict[str, FeatureKind]) -> pd.Dat
         if kind == "numeric":
             out[name] = pd.to_numeric(column, errors="raise").astype("float64")
         else:
-            out[name] = column.astype(object).where(column.notna(), None).map(
-                lambda v: v if v is None else str(v)
+            out[name] = (
+                column.astype(object)
+                .where(column.notna(), None)
+                .map(lambda v: v if v is None else str(v))
             )
     return out
 

@@ -94,8 +94,11 @@ def train(features: pd.DataFrame, target: pd.Series, config: TrainConfig) -> Tra
             "data_source": config.source,
             "train_rows": len(x_train),
             "test_rows": len(x_test),
-            "params": {"estimator": config.estimator, "seed": config.seed,
-                       "test_size": config.test_size},
+            "params": {
+                "estimator": config.estimator,
+                "seed": config.seed,
+                "test_size": config.test_size,
+            },
             "versions": {
                 "python": platform.python_version(),
                 **{lib: version(lib) for lib in LIBRARIES},

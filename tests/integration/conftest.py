@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from train import registry
+from train.data import load_default
+from train.training import TrainConfig, train
+
+from .server import Server
+
+
+@pytest.fixture(scope="session")
+def breast_cancer_model(bentoml_home: Path) -> registry.LoadedModel:
+    features, target = load_default()
+    result = train(features, target, TrainConfig(name="itest", promote=True))
+    return registry.load(result.tag)
+
+
+@pytest.fixture(scope="session")
+def server(
+    bentoml_home: Path, breast_cancer_model: registry.LoadedModel, tmp_path_factory
+) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("server") / "serve.log"
+    running = Server(bentoml_home, log, MODEL_NAME="itest")
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
