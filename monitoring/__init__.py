@@ -1,0 +1,1 @@
+"""Model monitoring: data and prediction drift against a model's reference sample."""
