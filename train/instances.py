@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from typing_extensions import TypedDict
@@ -60,13 +61,20 @@ def instances_field(schema: FeatureSchema, max_rows: int) -> Any:
 
 
 def to_frame(instances: Sequence[dict[str, Any]], schema: FeatureSchema) -> pd.DataFrame:
-    """Validated instances as the frame the pipeline was fitted on."""
-    frame = pd.DataFrame.from_records(list(instances), columns=schema.names)
-    for name in schema.numeric:
-        frame[name] = frame[name].astype("float64")
-    for name in schema.categorical:
-        frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
-    return frame
+    """Validated instances as the frame the pipeline was fitted on (None is a missing value)."""
+    names = schema.names
+    values = [[instance[name] for name in names] for instance in instances]
+    if not schema.categorical:
+        return pd.DataFrame(np.array(values, dtype="float64"), columns=names)
+    columns = zip(*values, strict=True) if values else ([] for _ in names)
+    kinds = [feature.kind for feature in schema.features]
+    return pd.DataFrame(
+        {
+            name: np.array(column, dtype="float64" if kind == "numeric" else object)
+            for name, kind, column in zip(names, kinds, columns, strict=True)
+        },
+        columns=names,
+    )
 
 
 class PredictResponse(BaseModel):

@@ -42,11 +42,12 @@ class Predictor:
         return typical
 
     def predict_frame(self, frame: pd.DataFrame) -> tuple[list, list[dict[str, float]] | None]:
-        predictions = self._pipeline.predict(frame).tolist()
         if not self._classifier:
-            return predictions, None
-        matrix = self._pipeline.predict_proba(frame).tolist()
-        return predictions, [dict(zip(self._classes, row, strict=True)) for row in matrix]
+            return self._pipeline.predict(frame).tolist(), None
+        # one pass through the pipeline: predict() is the most probable class for these models
+        matrix = self._pipeline.predict_proba(frame)
+        predictions = self._pipeline.classes_[matrix.argmax(axis=1)].tolist()
+        return predictions, [dict(zip(self._classes, row, strict=True)) for row in matrix.tolist()]
 
     def predict(self, instances: Sequence[dict[str, Any]]) -> PredictResponse:
         predictions, probabilities = self.predict_frame(to_frame(instances, self.schema))
