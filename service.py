@@ -39,7 +39,7 @@ class TabularModel:
 
     # Concurrent requests are merged into one model call of up to BATCH_MAX_SIZE rows.
     # The latency budget is wide on purpose: the batcher answers 503 to requests it
-    # predicts will miss it, and a queue of 64 clients on 2 cores needs tens of ms.
+    # predicts will miss it, and 64 queued clients on 2 cores wait ~90 ms (README).
     @bentoml.api(
         batchable=True,
         max_batch_size=SETTINGS.max_batch_size,

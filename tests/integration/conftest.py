@@ -9,7 +9,7 @@ from train import registry
 from train.data import load_default
 from train.training import TrainConfig, train
 
-from .server import Server
+from deploy.local import Server
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import requests
 
 from train import registry
 
-from .server import ROOT, Server
+from deploy.local import ROOT, Server
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,6 @@
-"""A real `bentoml serve` process on a free port, stopped by its own process id."""
+"""A local `bentoml serve` process on a free port, stopped by its own process id.
+
+Used by the integration tests, the benchmarks and the rollout rehearsal."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
