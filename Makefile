@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
 
-.PHONY: install model serve train build test test-unit lint format clean
+.PHONY: install tools model serve train build test test-unit lint format manifests clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +17,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# checkov lives in its own venv: its pins conflict with the service's dependencies.
+$(TOOLS_STAMP): deploy/requirements-checkov.txt
+	test -x $(TOOLS)/bin/python || python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet -r deploy/requirements-checkov.txt
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
 
 # Trains and promotes the default model only when the model store has none.
 model: install
@@ -30,7 +40,7 @@ train: install
 build: model
 	$(BIN)/bentoml build
 
-test: install
+test: install tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -44,5 +54,13 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Render every overlay, validate against two Kubernetes versions, run our checks and checkov.
+manifests: install tools
+	$(PY) -m deploy.k8s_checks --kube-version 1.30 --kube-version 1.33 \
+		deploy/k8s/base deploy/k8s/overlays/*
+	rm -rf build/k8s-rendered
+	$(PY) -m deploy.k8s_checks --render-to build/k8s-rendered deploy/k8s/overlays/*
+	$(TOOLS)/bin/checkov --quiet --config-file deploy/.checkov.yaml -d build/k8s-rendered
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(TOOLS) build .pytest_cache .ruff_cache *.egg-info

