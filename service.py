@@ -6,6 +6,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from monitoring.middleware import PayloadCapture
+from monitoring.payloads import PayloadLog
 from train import registry
 from train.instances import PredictResponse, RowsEnvelope, instances_field
 from train.predictor import Predictor
@@ -16,6 +18,11 @@ MODEL_TAG = registry.resolve_tag(SETTINGS.model_name, SETTINGS.model_tag)
 SCHEMA = registry.load_schema(MODEL_TAG)
 Instances = instances_field(SCHEMA, SETTINGS.predict_max_rows)
 BatchInstances = instances_field(SCHEMA, SETTINGS.predict_batch_max_rows)
+PAYLOAD_LOG = PayloadLog(
+    max_bytes=SETTINGS.payload_log_max_bytes,
+    backups=SETTINGS.payload_log_backups,
+    queue_size=SETTINGS.payload_log_queue,
+)
 
 
 async def model_info(_: Request) -> JSONResponse:
@@ -33,6 +40,12 @@ class TabularModel:
     def __init__(self) -> None:
         self.predictor = Predictor(registry.load_stored(self.bento_model))
         self.predictor.warm_up()
+        if SETTINGS.payload_log:
+            PAYLOAD_LOG.start(SETTINGS.payload_log_dir, SCHEMA.names)
+
+    @bentoml.on_shutdown
+    def flush_payload_log(self) -> None:
+        PAYLOAD_LOG.close()
 
     def __is_ready__(self) -> bool:
         return self.predictor.ready
@@ -51,3 +64,11 @@ class TabularModel:
     @bentoml.api
     def predict_batch(self, instances: BatchInstances) -> PredictResponse:
         return self.predictor.predict(instances)
+
+
+TabularModel.add_asgi_middleware(
+    PayloadCapture,
+    paths=frozenset({"/predict", "/predict_batch"}),
+    submit=PAYLOAD_LOG.submit,
+    sample_rate=SETTINGS.payload_log_sample_rate if SETTINGS.payload_log else 0.0,
+)

@@ -6,10 +6,35 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 
 class SettingError(ValueError):
     """A setting is present but malformed; the message names the variable."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingError(f"{name} must be a number, got {raw!r}") from exc
+    if not low <= value <= high:
+        raise SettingError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingError(f"{name} must be on/off (true/false, 1/0), got {raw!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -23,6 +48,11 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     if value < minimum:
         raise SettingError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _default_log_dir(env: Mapping[str, str]) -> str:
+    home = env.get("BENTOML_HOME", "").strip() or str(Path.home() / "bentoml")
+    return str(Path(home) / "payload-logs")
 
 
 @dataclass(frozen=True)
@@ -41,6 +71,18 @@ class Settings:
     """Latency budget of the adaptive batcher; requests it predicts will miss it get 503."""
     workers: int
     """Server worker processes."""
+    payload_log: bool
+    """Log prediction requests and answers for drift reports."""
+    payload_log_dir: Path
+    """Directory of the payload log files (one per worker process, rotated)."""
+    payload_log_sample_rate: float
+    """Share of requests logged, 0 to 1."""
+    payload_log_max_bytes: int
+    """Size at which a payload log file is rotated."""
+    payload_log_backups: int
+    """Rotated files kept per worker."""
+    payload_log_queue: int
+    """Records waiting to be written before new ones are dropped (and counted)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -53,6 +95,12 @@ class Settings:
             max_batch_size=_int(env, "BATCH_MAX_SIZE", 64, minimum=2),
             max_latency_ms=_int(env, "BATCH_MAX_LATENCY_MS", 1_000),
             workers=_int(env, "WORKERS", 1),
+            payload_log=_bool(env, "PAYLOAD_LOG", True),
+            payload_log_dir=Path(env.get("PAYLOAD_LOG_DIR", "").strip() or _default_log_dir(env)),
+            payload_log_sample_rate=_float(env, "PAYLOAD_LOG_SAMPLE_RATE", 1.0, 0.0, 1.0),
+            payload_log_max_bytes=_int(env, "PAYLOAD_LOG_MAX_BYTES", 50 * 2**20),
+            payload_log_backups=_int(env, "PAYLOAD_LOG_BACKUPS", 20, minimum=0),
+            payload_log_queue=_int(env, "PAYLOAD_LOG_QUEUE", 10_000),
         )
 
 

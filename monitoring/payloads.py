@@ -1,0 +1,171 @@
+"""Payload log: every sampled prediction request as one JSON line in rotating files.
+
+The request path only copies the raw request and response bodies into a bounded queue;
+a background thread (the standard library's QueueListener) parses them and writes
+through a RotatingFileHandler. A full queue drops the record and counts it, so a slow
+or failing disk never slows or fails a prediction. `close()` drains the queue.
+Each process writes its own file, so several workers never interleave lines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from logging.handlers import QueueListener, RotatingFileHandler
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from train.schema import FeatureSchema, to_model_frame
+
+logger = logging.getLogger(__name__)
+
+FILE_PREFIX = "payloads-"
+PREDICTION_COLUMN = "prediction"
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One answered request, as raw bytes: parsing happens off the request path."""
+
+    timestamp: float
+    request_id: str
+    endpoint: str
+    request_body: bytes
+    response_body: bytes
+
+
+def to_record(exchange: Exchange, feature_names: Sequence[str]) -> dict[str, Any]:
+    instances = json.loads(exchange.request_body)["instances"]
+    response = json.loads(exchange.response_body)
+    named = [
+        dict(zip(feature_names, row, strict=True)) if isinstance(row, list) else row
+        for row in instances
+    ]
+    return {
+        "ts": datetime.fromtimestamp(exchange.timestamp, UTC).isoformat(),
+        "request_id": exchange.request_id,
+        "endpoint": exchange.endpoint,
+        "model": response["model"],
+        "instances": named,
+        "predictions": response["predictions"],
+        "probabilities": response.get("probabilities"),
+    }
+
+
+class _RecordFormatter(logging.Formatter):
+    def __init__(self, feature_names: Sequence[str]) -> None:
+        super().__init__()
+        self._names = list(feature_names)
+
+    def format(self, record: logging.LogRecord) -> str:
+        # the rotating handler formats each record twice (size check, then write)
+        line = getattr(record, "line", None)
+        if line is None:
+            line = json.dumps(to_record(record.msg, self._names), separators=(",", ":"))
+            record.line = line
+        return line
+
+
+class _QuietRotatingFileHandler(RotatingFileHandler):
+    def handleError(self, record: logging.LogRecord) -> None:
+        logger.warning("payload record %s not written", record.msg.request_id, exc_info=True)
+
+
+class _DrainingListener(QueueListener):
+    def enqueue_sentinel(self) -> None:
+        # the stop marker waits for room: a full queue must still be drained, not fail
+        self.queue.put(self._sentinel)
+
+
+class PayloadLog:
+    """Created at import, started in each worker, closed on shutdown."""
+
+    def __init__(self, *, max_bytes: int, backups: int, queue_size: int) -> None:
+        self._max_bytes = max_bytes
+        self._backups = backups
+        self._queue: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=queue_size)
+        self._listener: _DrainingListener | None = None
+        self._handler: RotatingFileHandler | None = None
+        self.path: Path | None = None
+        self.dropped = 0
+
+    def start(self, directory: Path, feature_names: Sequence[str]) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{FILE_PREFIX}{os.getpid()}.jsonl"
+        self._handler = _QuietRotatingFileHandler(
+            self.path,
+            maxBytes=self._max_bytes,
+            backupCount=self._backups,
+            encoding="utf-8",
+            delay=True,
+        )
+        self._handler.setFormatter(_RecordFormatter(feature_names))
+        self._listener = _DrainingListener(self._queue, self._handler)
+        self._listener.start()
+        logger.info("payload log: %s", self.path)
+
+    def submit(self, exchange: Exchange) -> bool:
+        """Queue one exchange; False (and counted) when the queue is full or the log closed."""
+        if self._listener is None:
+            return False
+        record = logging.LogRecord("payloads", logging.INFO, "", 0, exchange, None, None)
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
+    def close(self) -> None:
+        """Write everything queued, then close the file."""
+        listener, self._listener = self._listener, None
+        if listener is None:
+            return
+        listener.stop()
+        if self._handler is not None:
+            self._handler.close()
+        if self.dropped:
+            logger.warning("payload log dropped %d records (queue full)", self.dropped)
+
+
+def log_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob(f"{FILE_PREFIX}*.jsonl*"))
+
+
+def read_records(directory: Path, since: datetime | None = None) -> list[dict[str, Any]]:
+    """Every logged request at or after `since`, from all workers' current and rotated files."""
+    records = []
+    for path in log_files(directory):
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    logger.warning("%s: skipping a malformed line", path)
+                    continue
+                if since is None or datetime.fromisoformat(record["ts"]) >= since:
+                    records.append(record)
+    return sorted(records, key=lambda r: r["ts"])
+
+
+def to_frame(records: Sequence[dict[str, Any]], schema: FeatureSchema) -> pd.DataFrame:
+    """One row per logged instance: its features, cast as in training, and its prediction."""
+    rows = [
+        {**instance, PREDICTION_COLUMN: prediction}
+        for record in records
+        for instance, prediction in zip(record["instances"], record["predictions"], strict=True)
+    ]
+    frame = pd.DataFrame(rows, columns=[*schema.names, PREDICTION_COLUMN], dtype=object)
+    kinds = {feature.name: feature.kind for feature in schema.features}
+    return to_model_frame(frame[schema.names], kinds).assign(
+        **{PREDICTION_COLUMN: frame[PREDICTION_COLUMN].to_numpy()}
+    )

@@ -1,0 +1,81 @@
+"""Payload logging by a real server, including a stop while requests are in flight."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+from deploy.local import Server
+from monitoring import payloads
+from train.data import load_default
+
+pytestmark = pytest.mark.integration
+
+FEATURES, _ = load_default()
+
+
+def test_every_acknowledged_request_is_logged_across_a_graceful_stop(
+    bentoml_home, breast_cancer_model, tmp_path
+):
+    log_dir = tmp_path / "payloads"
+    server = Server(
+        bentoml_home,
+        tmp_path / "serve.log",
+        MODEL_TAG=breast_cancer_model.tag,
+        PAYLOAD_LOG_DIR=str(log_dir),
+    )
+    acknowledged: dict[str, tuple[str, int]] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    try:
+        server.wait_ready()
+
+        def client(worker: int) -> None:
+            session = requests.Session()
+            i = 0
+            while not stop.is_set():
+                route = "predict_batch" if i % 5 == 0 else "predict"
+                rows = FEATURES.iloc[i % 500 : i % 500 + 1 + (i % 3)]
+                request_id = f"{worker}-{uuid.uuid4().hex}"
+                try:
+                    response = session.post(
+                        f"{server.url}/{route}",
+                        json={"instances": rows.to_numpy().tolist()},
+                        headers={"X-Request-ID": request_id},
+                        timeout=10,
+                    )
+                except requests.RequestException:
+                    return  # the server is going away; unacknowledged requests don't count
+                if response.status_code == 200:
+                    assert response.headers["x-request-id"] == request_id
+                    with lock:
+                        acknowledged[request_id] = (f"/{route}", len(rows))
+                i += 1
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        time.sleep(3)
+        assert len(acknowledged) > 50
+        exit_code = server.stop()
+        stop.set()
+        for thread in threads:
+            thread.join(15)
+    finally:
+        stop.set()
+        server.stop()
+
+    assert exit_code == 0, server.log()
+    records = {r["request_id"]: r for r in payloads.read_records(log_dir)}
+    missing = set(acknowledged) - set(records)
+    assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged requests not logged"
+    some_id, (endpoint, rows) = next(iter(acknowledged.items()))
+    assert records[some_id]["endpoint"] == endpoint
+    assert len(records[some_id]["instances"]) == len(records[some_id]["predictions"]) == rows
+    assert records[some_id]["model"] == breast_cancer_model.tag
+    frame = payloads.to_frame(list(records.values()), breast_cancer_model.schema)
+    assert list(frame.columns) == [*breast_cancer_model.schema.names, "prediction"]

@@ -1,0 +1,182 @@
+"""Payload log and capture middleware, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from monitoring import payloads
+from monitoring.middleware import PayloadCapture
+from monitoring.payloads import Exchange, PayloadLog, read_records
+from train.schema import Feature, FeatureSchema
+
+SCHEMA = FeatureSchema(
+    features=[Feature(name="age", kind="numeric"), Feature(name="city", kind="categorical")],
+    target="y",
+    task="classification",
+    classes=[0, 1],
+)
+
+
+def exchange(request_id: str, instances: list, predictions: list) -> Exchange:
+    return Exchange(
+        timestamp=time.time(),
+        request_id=request_id,
+        endpoint="/predict",
+        request_body=json.dumps({"instances": instances}).encode(),
+        response_body=json.dumps(
+            {"model": "m:1", "predictions": predictions, "probabilities": None}
+        ).encode(),
+    )
+
+
+@pytest.fixture
+def log(tmp_path):
+    started = PayloadLog(max_bytes=10 * 2**20, backups=3, queue_size=10_000)
+    started.start(tmp_path, SCHEMA.names)
+    yield started
+    started.close()
+
+
+def test_close_writes_every_queued_record_with_named_features(log, tmp_path):
+    for i in range(500):
+        assert log.submit(exchange(f"r{i}", [[i, "lyon"], {"age": None, "city": "nice"}], [0, 1]))
+    log.close()
+    records = read_records(tmp_path)
+    assert [r["request_id"] for r in records] == [f"r{i}" for i in range(500)]
+    assert records[7]["instances"] == [{"age": 7, "city": "lyon"}, {"age": None, "city": "nice"}]
+    assert records[7]["model"] == "m:1" and records[7]["endpoint"] == "/predict"
+
+
+def test_logged_rows_become_a_typed_frame_with_predictions(log, tmp_path):
+    log.submit(exchange("a", [[1, 75], ["2.5", None]], ["x", "y"]))
+    log.close()
+    frame = payloads.to_frame(read_records(tmp_path), SCHEMA)
+    assert frame["age"].tolist() == [1.0, 2.5]
+    assert frame["city"].tolist() == ["75", None]
+    assert frame["prediction"].tolist() == ["x", "y"]
+
+
+def test_a_bad_record_is_skipped_and_the_rest_written(log, tmp_path, caplog):
+    broken = Exchange(time.time(), "bad", "/predict", b"{not json", b"{}")
+    with caplog.at_level(logging.WARNING, logger="monitoring.payloads"):
+        log.submit(exchange("before", [[1, "a"]], [0]))
+        log.submit(broken)
+        log.submit(exchange("after", [[2, "b"]], [1]))
+        log.close()
+    assert [r["request_id"] for r in read_records(tmp_path)] == ["before", "after"]
+    assert "payload record bad not written" in caplog.text
+
+
+def test_files_rotate_and_are_all_read(tmp_path):
+    log = PayloadLog(max_bytes=2_000, backups=50, queue_size=1_000)
+    log.start(tmp_path, SCHEMA.names)
+    for i in range(100):
+        log.submit(exchange(f"r{i}", [[i, "lyon"]], [0]))
+    log.close()
+    assert len(payloads.log_files(tmp_path)) > 3
+    assert len(read_records(tmp_path)) == 100
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path, monkeypatch):
+    release = threading.Event()
+    original = payloads._RecordFormatter.format
+
+    def slow_format(self, record):
+        release.wait(5)
+        return original(self, record)
+
+    monkeypatch.setattr(payloads._RecordFormatter, "format", slow_format)
+    log = PayloadLog(max_bytes=2**20, backups=1, queue_size=2)
+    log.start(tmp_path, SCHEMA.names)
+    started = time.monotonic()
+    accepted = [log.submit(exchange(f"r{i}", [[i, "a"]], [0])) for i in range(10)]
+    assert time.monotonic() - started < 0.5
+    assert log.dropped == accepted.count(False) >= 7
+    release.set()
+    log.close()
+    assert len(read_records(tmp_path)) == accepted.count(True)
+
+
+def test_records_before_start_or_after_close_are_refused(tmp_path):
+    log = PayloadLog(max_bytes=2**20, backups=1, queue_size=10)
+    assert not log.submit(exchange("early", [[1, "a"]], [0]))
+    log.start(tmp_path, SCHEMA.names)
+    log.close()
+    assert not log.submit(exchange("late", [[1, "a"]], [0]))
+
+
+def test_read_records_filters_by_time(log, tmp_path):
+    log.submit(exchange("old", [[1, "a"]], [0]))
+    log.close()
+    (line,) = read_records(tmp_path)
+    later = datetime.fromisoformat(line["ts"]) + timedelta(seconds=1)
+    assert read_records(tmp_path, since=later) == []
+
+
+class Client:
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        async def call() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await client.post(path, **kwargs)
+
+        return asyncio.run(call())
+
+
+def app_with_capture(captured: list, sample_rate: float = 1.0) -> Client:
+    async def predict(request: Request) -> JSONResponse:
+        body = await request.json()
+        if not body.get("instances"):
+            return JSONResponse({"error": "empty"}, status_code=400)
+        return JSONResponse({"model": "m:1", "predictions": [0] * len(body["instances"])})
+
+    app = Starlette(
+        routes=[
+            Route("/predict", predict, methods=["POST"]),
+            Route("/other", predict, methods=["POST"]),
+        ]
+    )
+    wrapped = PayloadCapture(
+        app, paths=frozenset({"/predict"}), submit=captured.append, sample_rate=sample_rate
+    )
+    return Client(wrapped)
+
+
+def test_capture_keeps_both_bodies_and_echoes_the_request_id():
+    captured: list[Exchange] = []
+    client = app_with_capture(captured)
+    response = client.post(
+        "/predict", json={"instances": [[1, "a"]]}, headers={"X-Request-ID": "abc-1"}
+    )
+    assert response.headers["x-request-id"] == "abc-1"
+    (seen,) = captured
+    assert seen.request_id == "abc-1"
+    assert json.loads(seen.request_body) == {"instances": [[1, "a"]]}
+    assert json.loads(seen.response_body)["predictions"] == [0]
+
+
+def test_capture_skips_errors_other_paths_and_unsampled_requests():
+    captured: list[Exchange] = []
+    client = app_with_capture(captured)
+    assert client.post("/predict", json={"instances": []}).status_code == 400
+    other = client.post("/other", json={"instances": [[1, "a"]]})
+    assert len(other.headers["x-request-id"]) == 32
+    assert captured == []
+    unsampled: list[Exchange] = []
+    app_with_capture(unsampled, sample_rate=0.0).post("/predict", json={"instances": [[1, "a"]]})
+    assert unsampled == []
