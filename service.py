@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from monitoring.metrics import ModelMetrics, value_buckets
 from monitoring.middleware import PayloadCapture
 from monitoring.payloads import PayloadLog
 from train import registry
@@ -38,7 +39,9 @@ class TabularModel:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        self.predictor = Predictor(registry.load_stored(self.bento_model))
+        loaded = registry.load_stored(self.bento_model)
+        self.metrics = ModelMetrics(loaded.tag, loaded.labels, value_buckets(loaded))
+        self.predictor = Predictor(loaded, observe=self.metrics.observe)
         self.predictor.warm_up()
         if SETTINGS.payload_log:
             PAYLOAD_LOG.start(SETTINGS.payload_log_dir, SCHEMA.names)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,9 +15,13 @@ from .registry import LoadedModel
 logger = logging.getLogger(__name__)
 
 
+Observer = Callable[[str, list, list[dict[str, float]] | None], None]
+
+
 class Predictor:
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, observe: Observer | None = None) -> None:
         self.loaded = loaded
+        self._observe = observe
         self.tag = loaded.tag
         self.schema = loaded.schema
         self._pipeline = loaded.pipeline
@@ -49,16 +53,29 @@ class Predictor:
         predictions = self._pipeline.classes_[matrix.argmax(axis=1)].tolist()
         return predictions, [dict(zip(self._classes, row, strict=True)) for row in matrix.tolist()]
 
-    def predict(self, instances: Sequence[dict[str, Any]]) -> PredictResponse:
+    def _answer(self, endpoint: str, instances: Sequence[dict[str, Any]]):
         predictions, probabilities = self.predict_frame(to_frame(instances, self.schema))
+        if self._observe is not None:
+            try:
+                self._observe(endpoint, predictions, probabilities)
+            except Exception:  # metrics must never fail a prediction
+                logger.exception("recording prediction metrics failed")
+        return predictions, probabilities
+
+    def predict(
+        self, instances: Sequence[dict[str, Any]], endpoint: str = "/predict_batch"
+    ) -> PredictResponse:
+        predictions, probabilities = self._answer(endpoint, instances)
         # built from the model's own output: nothing to validate
         return PredictResponse.model_construct(
             model=self.tag, predictions=predictions, probabilities=probabilities
         )
 
-    def predict_rows(self, instances: Sequence[dict[str, Any]]) -> list[Row]:
+    def predict_rows(
+        self, instances: Sequence[dict[str, Any]], endpoint: str = "/predict"
+    ) -> list[Row]:
         """One answer per instance, for the adaptive batcher to hand back to each request."""
-        predictions, probabilities = self.predict_frame(to_frame(instances, self.schema))
+        predictions, probabilities = self._answer(endpoint, instances)
         per_row = probabilities or [None] * len(predictions)
         return [
             {"model": self.tag, "prediction": p, "probabilities": q}
