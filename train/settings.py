@@ -50,9 +50,16 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
-def _default_log_dir(env: Mapping[str, str]) -> str:
+def _home_dir(env: Mapping[str, str], name: str) -> str:
     home = env.get("BENTOML_HOME", "").strip() or str(Path.home() / "bentoml")
-    return str(Path(home) / "payload-logs")
+    return str(Path(home) / name)
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise SettingError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,20 @@ class Settings:
     """Rotated files kept per worker."""
     payload_log_queue: int
     """Records waiting to be written before new ones are dropped (and counted)."""
+    drift_interval_minutes: float
+    """Minutes between scheduled drift runs inside the service; 0 turns the schedule off."""
+    drift_window_minutes: int
+    """Payload logs of the last N minutes are compared with the model's reference sample."""
+    drift_min_rows: int
+    """A run with fewer logged rows in the window is skipped."""
+    drift_report_dir: Path
+    """One directory per drift run (report.html, drift.json) and a LATEST pointer."""
+    drift_keep_reports: int
+    """Drift runs kept; older ones are deleted."""
+    drift_webhook_url: str
+    """Notified when a run detects drift; empty: no notification."""
+    drift_webhook_format: str
+    """`json` (the drift.json plus a text summary) or `slack` (Slack-compatible text)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,11 +117,22 @@ class Settings:
             max_latency_ms=_int(env, "BATCH_MAX_LATENCY_MS", 1_000),
             workers=_int(env, "WORKERS", 1),
             payload_log=_bool(env, "PAYLOAD_LOG", True),
-            payload_log_dir=Path(env.get("PAYLOAD_LOG_DIR", "").strip() or _default_log_dir(env)),
+            payload_log_dir=Path(
+                env.get("PAYLOAD_LOG_DIR", "").strip() or _home_dir(env, "payload-logs")
+            ),
             payload_log_sample_rate=_float(env, "PAYLOAD_LOG_SAMPLE_RATE", 1.0, 0.0, 1.0),
             payload_log_max_bytes=_int(env, "PAYLOAD_LOG_MAX_BYTES", 50 * 2**20),
             payload_log_backups=_int(env, "PAYLOAD_LOG_BACKUPS", 20, minimum=0),
             payload_log_queue=_int(env, "PAYLOAD_LOG_QUEUE", 10_000),
+            drift_interval_minutes=_float(env, "DRIFT_INTERVAL_MINUTES", 60.0, 0.0, 7 * 24 * 60),
+            drift_window_minutes=_int(env, "DRIFT_WINDOW_MINUTES", 60),
+            drift_min_rows=_int(env, "DRIFT_MIN_ROWS", 100),
+            drift_report_dir=Path(
+                env.get("DRIFT_REPORT_DIR", "").strip() or _home_dir(env, "drift-reports")
+            ),
+            drift_keep_reports=_int(env, "DRIFT_KEEP_REPORTS", 48),
+            drift_webhook_url=env.get("DRIFT_WEBHOOK_URL", "").strip(),
+            drift_webhook_format=_choice(env, "DRIFT_WEBHOOK_FORMAT", "json", ("json", "slack")),
         )
 
 
