@@ -6,9 +6,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from monitoring.http import drift_routes
 from monitoring.metrics import ModelMetrics, value_buckets
 from monitoring.middleware import PayloadCapture
 from monitoring.payloads import PayloadLog
+from monitoring.schedule import start_drift_schedule
 from train import registry
 from train.instances import PredictResponse, RowsEnvelope, instances_field
 from train.predictor import Predictor
@@ -30,7 +32,12 @@ async def model_info(_: Request) -> JSONResponse:
     return JSONResponse(bentoml.get_current_service().predictor.info())
 
 
-info_app = Starlette(routes=[Route("/model", model_info, methods=["GET"])])
+info_app = Starlette(
+    routes=[
+        Route("/model", model_info, methods=["GET"]),
+        *drift_routes(SETTINGS.drift_report_dir),
+    ]
+)
 
 
 @bentoml.asgi_app(info_app, path="/")
@@ -45,9 +52,14 @@ class TabularModel:
         self.predictor.warm_up()
         if SETTINGS.payload_log:
             PAYLOAD_LOG.start(SETTINGS.payload_log_dir, SCHEMA.names)
+        # the drift job runs in the first worker only, when DRIFT_INTERVAL_MINUTES is set
+        first_worker = bentoml.server_context.worker_index in (None, 1)
+        self.drift = start_drift_schedule(SETTINGS, loaded.tag) if first_worker else None
 
     @bentoml.on_shutdown
-    def flush_payload_log(self) -> None:
+    def stop_background_work(self) -> None:
+        if self.drift is not None:
+            self.drift.shutdown()
         PAYLOAD_LOG.close()
 
     def __is_ready__(self) -> bool:

@@ -22,6 +22,8 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from train.settings import Settings
+
 logger = logging.getLogger(__name__)
 
 LATEST = "LATEST"
@@ -138,3 +140,23 @@ class DriftSchedule:
     def shutdown(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+
+
+def start_drift_schedule(settings: Settings, model_tag: str) -> DriftSchedule | None:
+    """Start the drift job the settings ask for, exporting each run's result as metrics."""
+    if not settings.drift_interval_minutes:
+        return None
+    from .metrics import DriftMetrics
+
+    metrics = DriftMetrics(model_tag, settings.drift_interval_minutes * 60)
+    job = DriftJob(
+        model_tag=model_tag,
+        payload_dir=settings.payload_log_dir,
+        report_dir=settings.drift_report_dir,
+        window_minutes=settings.drift_window_minutes,
+        min_rows=settings.drift_min_rows,
+        keep_reports=settings.drift_keep_reports,
+    )
+    schedule = DriftSchedule(job, settings.drift_interval_minutes, on_result=metrics.record)
+    schedule.start()
+    return schedule

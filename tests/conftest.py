@@ -17,6 +17,8 @@ def pytest_configure(config: pytest.Config) -> None:
     global _SESSION_HOME
     _SESSION_HOME = Path(tempfile.mkdtemp(prefix="bentoml-home-"))
     os.environ["BENTOML_HOME"] = str(_SESSION_HOME)
+    # servers started by tests run no scheduled drift job unless a test asks for one
+    os.environ["DRIFT_INTERVAL_MINUTES"] = "0"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

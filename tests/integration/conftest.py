@@ -5,11 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from deploy.local import Server
 from train import registry
 from train.data import load_default
 from train.training import TrainConfig, train
-
-from deploy.local import Server
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 import requests
 
-from train import registry
-
 from deploy.local import ROOT, Server
+from train import registry
 
 pytestmark = pytest.mark.integration
 
