@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
+from monitoring import runs
 from monitoring.inputs import InputError
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ EXIT_TOO_FEW_ROWS = 4
 DEFAULT_PREDICTION_COLUMN = "prediction"  # as monitoring.drift.PREDICTION_COLUMN
 
 REPORT_FILE = "report.html"
-SUMMARY_FILE = "drift.json"
+SUMMARY_FILE = runs.SUMMARY_FILE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,8 +69,9 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--model",
         metavar="TAG",
-        help="model in the model store: its schema decides the columns and kinds compared, "
-        "and its stored reference sample is the reference unless --reference is given",
+        help="model in the model store, name:version or a name (its promoted, else newest, "
+        "version): its schema decides the columns and kinds compared, and its stored "
+        "reference sample is the reference unless --reference is given",
     )
     data.add_argument(
         "--reference",
@@ -87,7 +89,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     current.add_argument(
         "--logs",
         metavar="DIR",
-        type=_existing_dir,
+        type=Path,
         help="current data from the service's payload log directory (PAYLOAD_LOG_DIR); "
         "with --model, only requests that model answered",
     )
@@ -193,12 +195,26 @@ def _add_drift_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
     output = parser.add_argument_group("output")
-    output.add_argument(
+    where = output.add_mutually_exclusive_group(required=True)
+    where.add_argument(
         "--out",
         metavar="DIR",
         type=Path,
-        required=True,
         help=f"directory for {REPORT_FILE} and {SUMMARY_FILE} (created if missing)",
+    )
+    where.add_argument(
+        "--runs",
+        metavar="DIR",
+        type=Path,
+        help="keep every run: write into a new DIR/<UTC time>/ and point DIR/LATEST at it "
+        "(the layout the service's /drift/latest reads)",
+    )
+    output.add_argument(
+        "--keep",
+        metavar="N",
+        type=int,
+        default=48,
+        help="with --runs: runs kept, older ones deleted (default: %(default)s)",
     )
     output.add_argument(
         "--no-html", action="store_true", help=f"write only {SUMMARY_FILE}, not {REPORT_FILE}"
@@ -241,15 +257,10 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error("--workers must be at least 1")
     if args.logs is None and (args.since is not None or args.window is not None):
         parser.error("--since and --window need --logs")
+    if args.keep < 1:
+        parser.error("--keep must be at least 1")
     if args.min_rows is not None and args.min_rows < 1:
         parser.error("--min-rows must be at least 1")
-
-
-def _existing_dir(value: str) -> Path:
-    path = Path(value)
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{value}: no such directory")
-    return path
 
 
 def _timestamp(value: str) -> datetime:
@@ -306,7 +317,12 @@ def run_drift(args: argparse.Namespace) -> int:
         prediction_column=args.prediction,
         workers=args.workers,
     )
-    written = _write(result, args.out, html=not args.no_html)
+    if args.runs is not None:
+        run = runs.new_run(args.runs)
+        written = _write(result, run, html=not args.no_html)
+        runs.mark_latest(args.runs, run, keep=args.keep)
+    else:
+        written = _write(result, args.out, html=not args.no_html)
     print(_summary(result, written))
     return EXIT_DRIFT if result.drift_detected and args.fail_on_drift else EXIT_OK
 
@@ -353,6 +369,7 @@ def _load_reference(args: argparse.Namespace) -> tuple[FeatureSchema, pd.DataFra
     from monitoring.inputs import infer_schema, read_table
 
     if args.model:
+        args.model = _resolved_tag(args.model)
         schema = _stored_schema(args.model)
         if args.reference is not None:
             return schema, read_table(args.reference, schema.categorical)
@@ -385,6 +402,8 @@ def _load_current(args: argparse.Namespace, schema: FeatureSchema) -> pd.DataFra
 def _logged_current(args: argparse.Namespace, schema: FeatureSchema) -> pd.DataFrame:
     from monitoring import payloads
 
+    if not args.logs.is_dir():
+        raise InputError(f"--logs {args.logs}: no such directory")
     since = args.since
     if args.window is not None:
         since = datetime.now(UTC) - args.window
@@ -398,6 +417,17 @@ def _logged_current(args: argparse.Namespace, schema: FeatureSchema) -> pd.DataF
     if schema.task == "classification":
         current[args.prediction] = current[args.prediction].map(str)
     return current
+
+
+def _resolved_tag(name_or_tag: str) -> str:
+    """A bare name means its promoted (else newest) version, as the service resolves it."""
+    try:
+        from train.registry import resolve_tag
+
+        name, _, version = name_or_tag.partition(":")
+        return resolve_tag(name, name_or_tag if version else "")
+    except Exception as exc:  # as in _stored_schema
+        raise InputError(f"cannot find model {name_or_tag!r}: {_one_line(exc)}") from exc
 
 
 def _stored_schema(tag: str) -> FeatureSchema:
@@ -432,7 +462,7 @@ def _write(result: DriftResult, directory: Path, *, html: bool) -> list[Path]:
         if html:
             written.append(result.save_html(directory / REPORT_FILE))
     except OSError as exc:
-        raise InputError(f"--out {directory}: {exc.strerror or exc}") from exc
+        raise InputError(f"{directory}: {exc.strerror or exc}") from exc
     return written
 
 

@@ -8,13 +8,15 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from .schedule import REPORT_HTML, REPORT_JSON, latest_report
+from .runs import SUMMARY_FILE, latest_run
+
+REPORT_FILE = "report.html"
 
 
 def drift_routes(report_dir: Path) -> list[Route]:
     def latest_file(name: str, media_type: str):
         async def endpoint(_: Request) -> Response:
-            run = latest_report(report_dir)
+            run = latest_run(report_dir)
             if run is None or not (run / name).is_file():
                 return JSONResponse(
                     {
@@ -30,6 +32,6 @@ def drift_routes(report_dir: Path) -> list[Route]:
         return endpoint
 
     return [
-        Route("/drift/latest", latest_file(REPORT_HTML, "text/html"), methods=["GET"]),
-        Route("/drift/latest.json", latest_file(REPORT_JSON, "application/json"), methods=["GET"]),
+        Route("/drift/latest", latest_file(REPORT_FILE, "text/html"), methods=["GET"]),
+        Route("/drift/latest.json", latest_file(SUMMARY_FILE, "application/json"), methods=["GET"]),
     ]

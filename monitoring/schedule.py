@@ -3,20 +3,19 @@
 APScheduler runs the job in a background thread every N minutes; the job itself runs the
 drift CLI (`python -m monitoring drift`) as a child process, so its CPU, memory and
 failures stay out of the process answering predictions. Each run keeps its report in
-its own directory; `LATEST` names the newest finished one.
+its own directory (monitoring.runs); `LATEST` names the newest finished one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from train.settings import Settings
 
+from . import runs
+
 logger = logging.getLogger(__name__)
 
-LATEST = "LATEST"
-REPORT_HTML = "report.html"
-REPORT_JSON = "drift.json"
 EXIT_DRIFT = 3
 
 
@@ -42,61 +40,43 @@ class DriftJob:
     keep_reports: int
     timeout_seconds: float = 600.0
 
-    def command(self, out: Path) -> list[str]:
+    def command(self) -> list[str]:
         return [
             sys.executable, "-m", "monitoring", "drift",
             "--model", self.model_tag,
             "--logs", str(self.payload_dir),
             "--window", f"{self.window_minutes}m",
             "--min-rows", str(self.min_rows),
-            "--out", str(out),
+            "--runs", str(self.report_dir),
+            "--keep", str(self.keep_reports),
         ]  # fmt: skip
 
     def run(self) -> dict[str, Any] | None:
         """One drift run over the latest window of payload logs; its drift.json, or None."""
-        run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        out = self.report_dir / run_id
         started = time.monotonic()
+        before = runs.latest_run(self.report_dir)
         try:
             finished = subprocess.run(
-                self.command(out), capture_output=True, text=True,
+                self.command(), capture_output=True, text=True,
                 timeout=self.timeout_seconds, check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
-            logger.error("drift run %s timed out after %.0f s", run_id, self.timeout_seconds)
-            shutil.rmtree(out, ignore_errors=True)
+            logger.error("drift run timed out after %.0f s", self.timeout_seconds)
             return None
-        if finished.returncode not in (0, EXIT_DRIFT) or not (out / REPORT_JSON).is_file():
+        latest = runs.latest_run(self.report_dir)
+        if finished.returncode not in (0, EXIT_DRIFT) or latest is None or latest == before:
             logger.warning(
-                "drift run %s skipped or failed (exit %d): %s",
-                run_id, finished.returncode, finished.stderr.strip()[-500:],
+                "drift run skipped or failed (exit %d): %s",
+                finished.returncode, finished.stderr.strip()[-500:],
             )  # fmt: skip
-            shutil.rmtree(out, ignore_errors=True)
             return None
-        (self.report_dir / f".{LATEST}").write_text(run_id)
-        (self.report_dir / f".{LATEST}").replace(self.report_dir / LATEST)
-        self._prune()
-        result = json.loads((out / REPORT_JSON).read_text())
+        result = json.loads((latest / runs.SUMMARY_FILE).read_text())
         logger.info(
             "drift run %s: drift_detected=%s share_drifted=%.2f rows=%d (%.1f s)",
-            run_id, result["drift_detected"], result["share_drifted"],
+            latest.name, result["drift_detected"], result["share_drifted"],
             result["current_rows"], time.monotonic() - started,
         )  # fmt: skip
         return result
-
-    def _prune(self) -> None:
-        runs = sorted(p for p in self.report_dir.iterdir() if p.is_dir())
-        for old in runs[: max(0, len(runs) - self.keep_reports)]:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def latest_report(report_dir: Path) -> Path | None:
-    """Directory of the newest finished run, if any."""
-    pointer = report_dir / LATEST
-    if not pointer.is_file():
-        return None
-    run = report_dir / pointer.read_text().strip()
-    return run if (run / REPORT_JSON).is_file() else None
 
 
 class DriftSchedule:

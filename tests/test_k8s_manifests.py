@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -24,11 +25,10 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from deploy import k8s_checks as kc
+from monitoring.__main__ import build_parser as monitoring_parser
 
-from deploy import k8s_checks as kc  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("rolling", "blue-green", "canary", "argo-rollouts", "drift-cronjob")
@@ -218,6 +218,7 @@ def test_base_settings_configmap(render: Render) -> None:
     configmap = get(objs, "ConfigMap")
     assert configmap["metadata"]["name"].startswith(f"{APP}-settings-")
     assert configmap["data"] == {
+        "MODEL_NAME": "breast_cancer",
         "MODEL_TAG": "",
         "PREDICT_MAX_ROWS": "1000",
         "PREDICT_BATCH_MAX_ROWS": "100000",
@@ -335,19 +336,17 @@ def test_drift_cronjob_overlay(render: Render) -> None:
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     spec = pod_spec(cron)
     c = container(cron)
-    assert c["args"] == [
-        "python",
-        "-m",
-        "monitoring",
-        "drift",
-        "--logs",
+    assert c["args"][:3] == ["python", "-m", "monitoring"]
+    # the arguments are the drift CLI's own, once Kubernetes expands $(MODEL_NAME)
+    settings = get(objs, "ConfigMap")["data"]
+    args = [re.sub(r"\$\((\w+)\)", lambda m: settings[m.group(1)], a) for a in c["args"][3:]]
+    parsed = monitoring_parser().parse_args(args)
+    assert (parsed.model, str(parsed.logs), str(parsed.runs)) == (
+        "breast_cancer",
         "/data/payloads",
-        "--window",
-        "60m",
-        "--out",
         "/data/reports",
-        "--fail-on-drift",
-    ]
+    )
+    assert parsed.fail_on_drift and parsed.min_rows == 100
     assert {"name": "monitoring", "mountPath": "/data"} in c["volumeMounts"]
     claim = {"name": "monitoring", "persistentVolumeClaim": {"claimName": "model-monitoring"}}
     assert claim in spec["volumes"]
@@ -379,7 +378,22 @@ def test_drift_component_composes_with(tmp_path: Path, kubectl: Path, overlay: s
     objs = kc.render(tmp_path, kubectl)
     assert kc.check_all(objs) == []
     settings = get(objs, "ConfigMap")["metadata"]["name"]
-    assert container(get(objs, "CronJob"))["envFrom"] == [{"configMapRef": {"name": settings}}]
+    cron = container(get(objs, "CronJob"))
+    assert cron["envFrom"] == [{"configMapRef": {"name": settings}}]
+    # every serving workload logs where the job reads, and serves what the job writes
+    args = cron["args"]
+    expected = {
+        "PAYLOAD_LOG_DIR": args[args.index("--logs") + 1],
+        "DRIFT_REPORT_DIR": args[args.index("--runs") + 1],
+        "DRIFT_INTERVAL_MINUTES": "0",
+    }
+    workloads = [o for o in objs if o["kind"] in ("Deployment", "Rollout")]
+    assert workloads
+    for workload in workloads:
+        env = {e["name"]: e.get("value") for e in container(workload)["env"]}
+        assert {k: env.get(k) for k in expected} == expected, workload["metadata"]["name"]
+        mounts = container(workload)["volumeMounts"]
+        assert {"name": "monitoring", "mountPath": "/data"} in mounts
 
 
 # --------------------------------------------------------------------------- checks fire

@@ -44,11 +44,15 @@ def send(server: Server, rows: list[list[float]]) -> None:
         assert requests.post(f"{server.url}/predict", json=body, timeout=30).status_code == 200
 
 
-def latest_with_rows(server: Server, rows: int, timeout: float = 90) -> dict:
+def latest_with_rows(server: Server, tag: str, rows: int, timeout: float = 90) -> dict:
+    """The latest report once a scheduled run over `rows` rows is exported as metrics."""
+    key = f"model_drift_rows_compared{json.dumps({'model': tag})}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        response = requests.get(f"{server.url}/drift/latest.json", timeout=5)
-        if response.status_code == 200 and response.json()["current_rows"] == rows:
+        if gauges(server).get(key) == rows:
+            response = requests.get(f"{server.url}/drift/latest.json", timeout=5)
+            assert response.status_code == 200
+            assert response.json()["current_rows"] == rows
             return response.json()
         time.sleep(1)
     raise TimeoutError(f"no drift run over {rows} rows in {timeout}s:\n{server.log()[-3000:]}")
@@ -76,7 +80,7 @@ def test_drift_reports_from_served_traffic(drift_server, tmp_path):
 
     # 1. traffic like the training data: the scheduled job finds no drift
     send(server, unseen)
-    result = latest_with_rows(server, len(unseen))
+    result = latest_with_rows(server, tag, len(unseen))
     assert result["model"] == tag and not result["drift_detected"]
     exported = gauges(server)
     labels = json.dumps({"model": tag})
@@ -106,7 +110,7 @@ def test_drift_reports_from_served_traffic(drift_server, tmp_path):
     assert (out / "report.html").stat().st_size > 10_000
 
     # 3. the next scheduled run covers both phases and exports per-column scores
-    both = latest_with_rows(server, len(unseen) + len(shifted))
+    both = latest_with_rows(server, tag, len(unseen) + len(shifted))
     exported = gauges(server)
     for column in SHIFTED:
         assert both["columns"][column]["drifted"]
