@@ -220,6 +220,12 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         "--no-html", action="store_true", help=f"write only {SUMMARY_FILE}, not {REPORT_FILE}"
     )
     output.add_argument(
+        "--notify",
+        action="store_true",
+        help="when drift is detected, post the result to DRIFT_WEBHOOK_URL "
+        "(DRIFT_WEBHOOK_FORMAT json or slack); a failed delivery is logged, not fatal",
+    )
+    output.add_argument(
         "--fail-on-drift",
         action="store_true",
         help=f"exit with status {EXIT_DRIFT} when dataset drift is detected",
@@ -324,6 +330,8 @@ def run_drift(args: argparse.Namespace) -> int:
     else:
         written = _write(result, args.out, html=not args.no_html)
     print(_summary(result, written))
+    if args.notify and result.drift_detected:
+        _notify(result)
     return EXIT_DRIFT if result.drift_detected and args.fail_on_drift else EXIT_OK
 
 
@@ -464,6 +472,17 @@ def _write(result: DriftResult, directory: Path, *, html: bool) -> list[Path]:
     except OSError as exc:
         raise InputError(f"{directory}: {exc.strerror or exc}") from exc
     return written
+
+
+def _notify(result: DriftResult) -> None:
+    from monitoring.notify import notify_drift
+    from train.settings import settings
+
+    config = settings()
+    if not config.drift_webhook_url:
+        logging.getLogger("monitoring").warning("--notify: DRIFT_WEBHOOK_URL is not set")
+        return
+    notify_drift(result.to_dict(), config.drift_webhook_url, fmt=config.drift_webhook_format)
 
 
 def _summary(result: DriftResult, written: list[Path]) -> str:

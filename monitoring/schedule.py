@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ class DriftJob:
             "--min-rows", str(self.min_rows),
             "--runs", str(self.report_dir),
             "--keep", str(self.keep_reports),
+            "--notify",
         ]  # fmt: skip
 
     def run(self) -> dict[str, Any] | None:
@@ -79,12 +80,27 @@ class DriftJob:
         return result
 
 
+@dataclass
+class ExternalRuns:
+    """Runs written by someone else (the CronJob): each new LATEST is a result."""
+
+    report_dir: Path
+    _seen: str | None = None
+
+    def run(self) -> dict[str, Any] | None:
+        latest = runs.latest_run(self.report_dir)
+        if latest is None or latest.name == self._seen:
+            return None
+        self._seen = latest.name
+        return json.loads((latest / runs.SUMMARY_FILE).read_text())
+
+
 class DriftSchedule:
     """Runs `job` every `interval_minutes`; hands each result to `on_result`."""
 
     def __init__(
         self,
-        job: DriftJob,
+        job: DriftJob | ExternalRuns,
         interval_minutes: float,
         on_result: Callable[[dict[str, Any], float], None],
     ) -> None:
@@ -97,18 +113,19 @@ class DriftSchedule:
         try:
             result = self.job.run()
             if result is not None:
-                self.on_result(result, time.time())
+                finished = datetime.fromisoformat(result["generated_at"]).timestamp()
+                self.on_result(result, finished)
             return result
         except Exception:  # the job must never take the service down
             logger.exception("drift run failed")
             return None
 
-    def start(self) -> None:
+    def start(self, poll_seconds: float | None = None) -> None:
         self.job.report_dir.mkdir(parents=True, exist_ok=True)
         self._scheduler.add_job(
             self.run_once,
             "interval",
-            seconds=self.interval_minutes * 60,
+            seconds=poll_seconds or self.interval_minutes * 60,
             id="drift",
             max_instances=1,
             coalesce=True,
@@ -129,6 +146,15 @@ def start_drift_schedule(settings: Settings, model_tag: str) -> DriftSchedule | 
     from .metrics import DriftMetrics
 
     metrics = DriftMetrics(model_tag, settings.drift_interval_minutes * 60)
+    if settings.drift_runner == "external":
+        watcher = DriftSchedule(
+            ExternalRuns(settings.drift_report_dir),
+            settings.drift_interval_minutes,
+            on_result=metrics.record,
+        )
+        watcher.run_once()  # export the latest run right away, then look for new ones
+        watcher.start(poll_seconds=min(60.0, settings.drift_interval_minutes * 60))
+        return watcher
     job = DriftJob(
         model_tag=model_tag,
         payload_dir=settings.payload_log_dir,

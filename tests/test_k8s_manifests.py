@@ -361,6 +361,12 @@ def test_drift_cronjob_overlay(render: Render) -> None:
     )
 
 
+def cron_interval_minutes(cron: Obj) -> int:
+    minutes = re.fullmatch(r"\*/(\d+) \* \* \* \*", cron["spec"]["schedule"])
+    assert minutes, cron["spec"]["schedule"]
+    return int(minutes.group(1))
+
+
 @pytest.mark.parametrize("overlay", [o for o in OVERLAYS if o != "drift-cronjob"])
 def test_drift_component_composes_with(tmp_path: Path, kubectl: Path, overlay: str) -> None:
     """The drift-monitoring Component can be added to any overlay."""
@@ -385,7 +391,8 @@ def test_drift_component_composes_with(tmp_path: Path, kubectl: Path, overlay: s
     expected = {
         "PAYLOAD_LOG_DIR": args[args.index("--logs") + 1],
         "DRIFT_REPORT_DIR": args[args.index("--runs") + 1],
-        "DRIFT_INTERVAL_MINUTES": "0",
+        "DRIFT_RUNNER": "external",
+        "DRIFT_INTERVAL_MINUTES": str(cron_interval_minutes(get(objs, "CronJob"))),
     }
     workloads = [o for o in objs if o["kind"] in ("Deployment", "Rollout")]
     assert workloads

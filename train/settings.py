@@ -92,6 +92,9 @@ class Settings:
     """Records waiting to be written before new ones are dropped (and counted)."""
     drift_interval_minutes: float
     """Minutes between scheduled drift runs inside the service; 0 turns the schedule off."""
+    drift_runner: str
+    """`service`: the service runs the drift job; `external`: a CronJob writes the runs to
+    DRIFT_REPORT_DIR and the service only exports and serves the latest one."""
     drift_window_minutes: int
     """Payload logs of the last N minutes are compared with the model's reference sample."""
     drift_min_rows: int
@@ -125,6 +128,7 @@ class Settings:
             payload_log_backups=_int(env, "PAYLOAD_LOG_BACKUPS", 20, minimum=0),
             payload_log_queue=_int(env, "PAYLOAD_LOG_QUEUE", 10_000),
             drift_interval_minutes=_float(env, "DRIFT_INTERVAL_MINUTES", 60.0, 0.0, 7 * 24 * 60),
+            drift_runner=_choice(env, "DRIFT_RUNNER", "service", ("service", "external")),
             drift_window_minutes=_int(env, "DRIFT_WINDOW_MINUTES", 60),
             drift_min_rows=_int(env, "DRIFT_MIN_ROWS", 100),
             drift_report_dir=Path(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from datetime import UTC, datetime
 
@@ -12,8 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local import Server
 from monitoring.__main__ import main as monitoring_cli
+from tests.test_notify import Receiver
 from train import registry
 from train.data import load_default
+from train.settings import settings
 from train.training import TrainConfig, train
 
 pytestmark = pytest.mark.integration
@@ -68,7 +71,7 @@ def gauges(server: Server) -> dict[str, float]:
     }
 
 
-def test_drift_reports_from_served_traffic(drift_server, tmp_path):
+def test_drift_reports_from_served_traffic(drift_server, tmp_path, monkeypatch):
     server, tag, work = drift_server
     assert requests.get(f"{server.url}/drift/latest.json", timeout=5).status_code == 404
 
@@ -109,6 +112,26 @@ def test_drift_reports_from_served_traffic(drift_server, tmp_path):
     assert exit_code == 0  # 3 of 30 columns: below the dataset share, so no dataset drift
     assert (out / "report.html").stat().st_size > 10_000
 
+    # 2b. a stricter dataset rule: drift, exit 3, and the webhook is told
+    receiver = Receiver()
+    receiver.start()
+    try:
+        monkeypatch.setenv("DRIFT_WEBHOOK_URL", f"{receiver.url}/hooks/secret-token")
+        settings.cache_clear()
+        exit_code = monitoring_cli([
+            "drift", "--model", tag, "--logs", str(work / "payloads"), "--drift-share", "0.1",
+            "--since", shift_started.isoformat(), "--out", str(tmp_path / "strict"),
+            "--fail-on-drift", "--notify", "--quiet",
+        ])  # fmt: skip
+    finally:
+        receiver.stop()
+        settings.cache_clear()
+    assert exit_code == 3
+    (posted,) = receiver.received
+    assert posted.path == "/hooks/secret-token"
+    assert posted.json()["drift_detected"] and posted.json()["model"] == tag
+    assert "mean radius" in posted.json()["text"]
+
     # 3. the next scheduled run covers both phases and exports per-column scores
     both = latest_with_rows(server, tag, len(unseen) + len(shifted))
     exported = gauges(server)
@@ -118,3 +141,32 @@ def test_drift_reports_from_served_traffic(drift_server, tmp_path):
         labels = json.dumps({"column": column, "method": method, "model": tag})
         key = f"model_drift_column_score{labels}"
         assert exported[key] == pytest.approx(both["columns"][column]["score"])
+
+
+def test_external_runs_are_exported_and_served(drift_server, bentoml_home, tmp_path):
+    """DRIFT_RUNNER=external: a CronJob writes the runs, the service exports the latest."""
+    _, tag, work = drift_server
+    reports = tmp_path / "reports"  # a still copy: the other server keeps adding runs
+    shutil.copytree(work / "reports", reports)
+    latest = (reports / "LATEST").read_text()
+    written = json.loads((reports / latest / "drift.json").read_text())
+    watcher = Server(
+        bentoml_home, tmp_path / "serve.log", MODEL_TAG=tag, PAYLOAD_LOG="off",
+        DRIFT_REPORT_DIR=str(reports), DRIFT_RUNNER="external",
+        DRIFT_INTERVAL_MINUTES="30",
+    )  # fmt: skip
+    try:
+        watcher.wait_ready()
+        served = requests.get(f"{watcher.url}/drift/latest.json", timeout=5)
+        assert served.headers["x-drift-run"] == latest and served.json() == written
+        labels = json.dumps({"model": tag})
+        deadline = time.monotonic() + 30
+        while f"model_drift_rows_compared{labels}" not in (exported := gauges(watcher)):
+            assert time.monotonic() < deadline, watcher.log()[-2000:]
+            time.sleep(0.5)
+        assert exported[f"model_drift_rows_compared{labels}"] == written["current_rows"]
+        assert exported[f"model_drift_interval_seconds{labels}"] == 1800
+        finished = datetime.fromisoformat(written["generated_at"]).timestamp()
+        assert exported[f"model_drift_last_run_timestamp_seconds{labels}"] == finished
+    finally:
+        watcher.stop()
