@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local import Server
+from deploy.prometheus_local import Prometheus
 from monitoring.__main__ import main as monitoring_cli
 from tests.test_notify import Receiver
 from train import registry
@@ -170,3 +172,30 @@ def test_external_runs_are_exported_and_served(drift_server, bentoml_home, tmp_p
         assert exported[f"model_drift_last_run_timestamp_seconds{labels}"] == finished
     finally:
         watcher.stop()
+
+
+def test_a_real_prometheus_scrapes_the_drift_gauges(drift_server, tmp_path):
+    if shutil.which("prometheus") is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus (Debian package) is required in CI")
+        pytest.skip("prometheus is not installed (apt-get install prometheus)")
+    server, tag, _ = drift_server
+    if requests.get(f"{server.url}/drift/latest.json", timeout=5).status_code == 404:
+        features, _ = load_default()  # run alone: give the scheduled job traffic to judge
+        send(server, features.iloc[:60].to_numpy().tolist())
+    prometheus = Prometheus(tmp_path / "prometheus", [server.url.removeprefix("http://")])
+    try:
+        prometheus.wait_ready()
+        deadline = time.monotonic() + 60
+        while not (result := prometheus.query(f'model_drift_detected{{model="{tag}"}}')):
+            assert time.monotonic() < deadline, prometheus.log_path.read_text()[-2000:]
+            time.sleep(1)
+        (series,) = result
+        assert series["metric"]["job"] == "model"
+        assert series["value"][1] in ("0", "1")
+        scores = prometheus.query(f'model_drift_column_score{{model="{tag}"}}')
+        assert {s["metric"]["column"] for s in scores} >= set(SHIFTED)
+        up = prometheus.query('up{job="model"}')
+        assert up[0]["value"][1] == "1"
+    finally:
+        prometheus.stop()
