@@ -1,4 +1,9 @@
-"""The BentoML service: model reference, request types and APIs. Logic lives in train/."""
+"""The BentoML service: model reference, request types, APIs and HTTP guards.
+
+Logic lives in train/ and monitoring/; this file only wires them together.
+"""
+
+import logging
 
 import bentoml
 from starlette.applications import Starlette
@@ -6,21 +11,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from monitoring.access_log import AccessLog, configure_access_logger
 from monitoring.http import drift_routes
 from monitoring.metrics import ModelMetrics, value_buckets
 from monitoring.middleware import PayloadCapture
 from monitoring.payloads import PayloadLog
 from monitoring.schedule import start_drift_schedule
 from train import registry
+from train.guards import ApiKeyAuth, ErrorShapes, RequestLimits, RequireReady, parse_api_keys
 from train.instances import PredictResponse, RowsEnvelope, instances_field
 from train.predictor import Predictor
 from train.settings import settings
 
+logger = logging.getLogger("service")
+
 SETTINGS = settings()
-MODEL_TAG = registry.resolve_tag(SETTINGS.model_name, SETTINGS.model_tag)
-SCHEMA = registry.load_schema(MODEL_TAG)
-Instances = instances_field(SCHEMA, SETTINGS.predict_max_rows)
-BatchInstances = instances_field(SCHEMA, SETTINGS.predict_batch_max_rows)
+API_PATHS = frozenset({"/predict", "/predict_batch"})
+# Resolved without loading: a server whose model is missing or broken stays up, unready.
+CHOICE = registry.choose_served(SETTINGS.model_name, SETTINGS.model_tag)
+Instances = instances_field(CHOICE.schema, SETTINGS.predict_max_rows)
+BatchInstances = instances_field(CHOICE.schema, SETTINGS.predict_batch_max_rows)
 PAYLOAD_LOG = PayloadLog(
     max_bytes=SETTINGS.payload_log_max_bytes,
     backups=SETTINGS.payload_log_backups,
@@ -29,7 +39,10 @@ PAYLOAD_LOG = PayloadLog(
 
 
 async def model_info(_: Request) -> JSONResponse:
-    return JSONResponse(bentoml.get_current_service().predictor.info())
+    service = bentoml.get_current_service()
+    if service.predictor is None:
+        return JSONResponse({"error": service.problem}, status_code=503)
+    return JSONResponse(service.predictor.info())
 
 
 info_app = Starlette(
@@ -41,20 +54,40 @@ info_app = Starlette(
 
 
 @bentoml.asgi_app(info_app, path="/")
-@bentoml.service(workers=SETTINGS.workers, traffic={"timeout": 60})
+@bentoml.service(
+    workers=SETTINGS.workers,
+    traffic={"timeout": 60},
+    logging={"access": {"enabled": False}},  # replaced by monitoring.access_log
+)
 class TabularModel:
-    bento_model = bentoml.models.BentoModel(MODEL_TAG)
+    if CHOICE.problem is None:  # `bentoml serve` refuses to start on a missing model reference
+        bento_model = bentoml.models.BentoModel(CHOICE.tag)
 
     def __init__(self) -> None:
+        self.predictor: Predictor | None = None
+        self.problem = CHOICE.problem
+        self.drift = None
+        if self.problem is None:
+            try:
+                self._load()
+            except Exception as exc:  # any failure to load means: never serve predictions
+                self.problem = f"model {CHOICE.tag} cannot be served: {exc}"
+        if self.problem is not None:
+            logger.error("%s; /readyz answers 503 and predictions 503 until fixed", self.problem)
+
+    def _load(self) -> None:
         loaded = registry.load_stored(self.bento_model)
+        if loaded.schema != CHOICE.schema:
+            raise registry.RegistryError("its schema changed after the service started")
         self.metrics = ModelMetrics(loaded.tag, loaded.labels, value_buckets(loaded))
-        self.predictor = Predictor(loaded, observe=self.metrics.observe)
-        self.predictor.warm_up()
+        predictor = Predictor(loaded, observe=self.metrics.observe)
+        predictor.warm_up()
+        self.predictor = predictor
         if SETTINGS.payload_log:
-            PAYLOAD_LOG.start(SETTINGS.payload_log_dir, SCHEMA.names)
+            PAYLOAD_LOG.start(SETTINGS.payload_log_dir, loaded.schema.names)
         # the drift job runs in the first worker only, when DRIFT_INTERVAL_MINUTES is set
-        first_worker = bentoml.server_context.worker_index in (None, 1)
-        self.drift = start_drift_schedule(SETTINGS, loaded.tag) if first_worker else None
+        if bentoml.server_context.worker_index in (None, 1):
+            self.drift = start_drift_schedule(SETTINGS, loaded.tag)
 
     @bentoml.on_shutdown
     def stop_background_work(self) -> None:
@@ -63,7 +96,7 @@ class TabularModel:
         PAYLOAD_LOG.close()
 
     def __is_ready__(self) -> bool:
-        return self.predictor.ready
+        return self.predictor is not None and self.predictor.ready
 
     # Concurrent requests are merged into one model call of up to BATCH_MAX_SIZE rows.
     # The latency budget is wide on purpose: the batcher answers 503 to requests it
@@ -81,9 +114,30 @@ class TabularModel:
         return self.predictor.predict(instances)
 
 
+# Outermost first: every request gets an id and an access-log line, then auth, limits,
+# readiness, error shapes, and payload capture next to the APIs.
+if SETTINGS.access_log:
+    configure_access_logger()
+    TabularModel.add_asgi_middleware(AccessLog)
+API_KEYS = parse_api_keys(SETTINGS.api_keys.reveal())
+if not API_KEYS:
+    logger.warning("API_KEYS is empty: prediction and model routes accept any caller")
+TabularModel.add_asgi_middleware(ApiKeyAuth, keys=API_KEYS)
+TabularModel.add_asgi_middleware(
+    RequestLimits,
+    max_body_bytes=SETTINGS.max_body_bytes,
+    max_in_flight=SETTINGS.max_in_flight,
+    paths=API_PATHS,
+)
+TabularModel.add_asgi_middleware(
+    RequireReady,
+    paths=API_PATHS,
+    problem=lambda: getattr(bentoml.get_current_service(), "problem", "starting"),
+)
+TabularModel.add_asgi_middleware(ErrorShapes, paths=API_PATHS)
 TabularModel.add_asgi_middleware(
     PayloadCapture,
-    paths=frozenset({"/predict", "/predict_batch"}),
+    paths=API_PATHS,
     submit=PAYLOAD_LOG.submit,
     sample_rate=SETTINGS.payload_log_sample_rate if SETTINGS.payload_log else 0.0,
 )

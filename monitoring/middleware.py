@@ -1,4 +1,4 @@
-"""ASGI middleware: request ids on every response, and sampled payload capture."""
+"""ASGI middleware: sampled payload capture."""
 
 from __future__ import annotations
 
@@ -9,16 +9,15 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .access_log import request_id_of
 from .payloads import Exchange
-
-REQUEST_ID_HEADER = b"x-request-id"
 
 
 class PayloadCapture:
     """Hands each answered (2xx) request on `paths` to `submit`, sampled at `sample_rate`.
 
-    The request id is the client's `X-Request-ID` when given, else a new one, and is
-    echoed on every response so a client can find its record in the payload log.
+    Records carry the request id the access log assigned (the client's X-Request-ID, or
+    a new one), which every response echoes, so a client can find its record.
     """
 
     def __init__(
@@ -38,8 +37,10 @@ class PayloadCapture:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
         capture = scope["path"] in self.paths and random.random() < self.sample_rate
+        if not capture:
+            await self.app(scope, receive, send)
+            return
         request_chunks: list[bytes] = []
         response_chunks: list[bytes] = []
         status = 0
@@ -54,29 +55,18 @@ class PayloadCapture:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (REQUEST_ID_HEADER, request_id.encode()),
-                ]
-            elif message["type"] == "http.response.body" and capture:
+            elif message["type"] == "http.response.body":
                 response_chunks.append(message.get("body", b""))
             await send(message)
 
-        await self.app(scope, receive_and_keep if capture else receive, send_and_keep)
-        if capture and 200 <= status < 300:
+        await self.app(scope, receive_and_keep, send_and_keep)
+        if 200 <= status < 300:
             self.submit(
                 Exchange(
                     timestamp=time.time(),
-                    request_id=request_id,
+                    request_id=request_id_of(scope) or uuid.uuid4().hex,
                     endpoint=scope["path"],
                     request_body=b"".join(request_chunks),
                     response_body=b"".join(response_chunks),
                 )
             )
-
-
-def _request_id(scope: Scope) -> str:
-    for name, value in scope.get("headers", []):
-        if name == REQUEST_ID_HEADER and 0 < len(value) <= 128:
-            return value.decode("latin-1")
-    return uuid.uuid4().hex

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from monitoring import payloads
+from monitoring.access_log import AccessLog
 from monitoring.middleware import PayloadCapture
 from monitoring.payloads import Exchange, PayloadLog, read_records
 from train.schema import Feature, FeatureSchema
@@ -151,10 +152,10 @@ def app_with_capture(captured: list, sample_rate: float = 1.0) -> Client:
             Route("/other", predict, methods=["POST"]),
         ]
     )
-    wrapped = PayloadCapture(
+    capture = PayloadCapture(
         app, paths=frozenset({"/predict"}), submit=captured.append, sample_rate=sample_rate
     )
-    return Client(wrapped)
+    return Client(AccessLog(capture))
 
 
 def test_capture_keeps_both_bodies_and_echoes_the_request_id():

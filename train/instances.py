@@ -48,7 +48,10 @@ def instance_type(schema: FeatureSchema) -> Any:
     return Annotated[instance, BeforeValidator(partial(_positional_to_mapping, schema.names))]
 
 
-def instances_field(schema: FeatureSchema, max_rows: int) -> Any:
+def instances_field(schema: FeatureSchema | None, max_rows: int) -> Any:
+    """The `instances` list; without a schema (no model could be read) any objects or lists."""
+    if schema is None:
+        return Annotated[list[dict[str, Any] | list[Any]], Field(min_length=1, max_length=max_rows)]
     return Annotated[
         list[instance_type(schema)],  # type: ignore[misc]
         Field(

@@ -140,15 +140,45 @@ def rollback(name: str) -> str:
     return str(previous.tag)
 
 
+@dataclass(frozen=True)
+class ServedChoice:
+    """The model a server is asked to serve, or why none can be: decided before loading."""
+
+    tag: str
+    schema: FeatureSchema | None
+    problem: str | None
+
+
+def choose_served(name: str, tag: str = "") -> ServedChoice:
+    """Resolve the model to serve without failing: a server without a model stays up, unready."""
+    try:
+        resolved = resolve_tag(name, tag)
+        return ServedChoice(resolved, load_schema(resolved), None)
+    except Exception as exc:  # missing store entry, unreadable or foreign metadata
+        wanted = tag or f"{name} (promoted, else newest)"
+        return ServedChoice(tag or f"{name}:latest", None, f"model {wanted}: {exc}")
+
+
 def load_stored(model: bentoml.Model) -> LoadedModel:
     info = model.info
     metadata = dict(info.metadata)
     if "schema" not in metadata:
         raise RegistryError(f"{model.tag} has no feature schema; it was not registered by train")
+    schema = FeatureSchema.from_metadata(metadata["schema"])
+    try:
+        pipeline = joblib.load(model.path_of(PIPELINE_FILE))
+    except Exception as exc:  # a truncated or foreign file fails in many ways
+        raise RegistryError(f"{model.tag}: cannot load {PIPELINE_FILE}: {exc}") from exc
+    fitted_on = list(getattr(pipeline, "feature_names_in_", schema.names))
+    if fitted_on != schema.names:
+        raise RegistryError(
+            f"{model.tag}: the pipeline was fitted on {fitted_on[:5]}... but the stored schema "
+            f"lists {schema.names[:5]}...; the model does not match its schema"
+        )
     return LoadedModel(
         tag=str(model.tag),
-        pipeline=joblib.load(model.path_of(PIPELINE_FILE)),
-        schema=FeatureSchema.from_metadata(metadata["schema"]),
+        pipeline=pipeline,
+        schema=schema,
         labels=dict(info.labels),
         metadata=metadata,
         created_at=info.creation_time,

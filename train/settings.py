@@ -62,6 +62,24 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return raw
 
 
+class Secret:
+    """A setting that must never be printed or logged."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True)
 class Settings:
     model_name: str
@@ -78,6 +96,14 @@ class Settings:
     """Latency budget of the adaptive batcher; requests it predicts will miss it get 503."""
     workers: int
     """Server worker processes."""
+    api_keys: Secret
+    """Comma-separated API keys accepted on the prediction and model routes; empty: no auth."""
+    max_body_bytes: int
+    """Largest request body accepted (413 beyond)."""
+    max_in_flight: int
+    """Prediction requests one worker handles at once; beyond it, 503 with Retry-After."""
+    access_log: bool
+    """One JSON line per request on stdout (probes and /metrics left out)."""
     payload_log: bool
     """Log prediction requests and answers for drift reports."""
     payload_log_dir: Path
@@ -119,6 +145,10 @@ class Settings:
             max_batch_size=_int(env, "BATCH_MAX_SIZE", 64, minimum=2),
             max_latency_ms=_int(env, "BATCH_MAX_LATENCY_MS", 1_000),
             workers=_int(env, "WORKERS", 1),
+            api_keys=Secret(env.get("API_KEYS", "")),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 128 * 2**20),
+            max_in_flight=_int(env, "MAX_IN_FLIGHT", 128),
+            access_log=_bool(env, "ACCESS_LOG", True),
             payload_log=_bool(env, "PAYLOAD_LOG", True),
             payload_log_dir=Path(
                 env.get("PAYLOAD_LOG_DIR", "").strip() or _home_dir(env, "payload-logs")

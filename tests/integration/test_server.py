@@ -71,7 +71,8 @@ def test_predict_batch_answers_thousands_of_rows_in_order(server, breast_cancer_
 def test_row_caps_differ_between_predict_and_predict_batch(server):
     too_many = (rows(0, 569) * 2)[:1_001]
     capped = post(server, "predict", {"instances": too_many})
-    assert capped.status_code == 400
+    assert capped.status_code == 422
+    assert capped.json()["error"] == "too many instances in one request"
     assert capped.json()["detail"][0]["type"] == "too_long"
     assert post(server, "predict_batch", {"instances": too_many}).status_code == 200
 
