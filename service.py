@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from monitoring.access_log import AccessLog, configure_access_logger
+from monitoring.access_log import AccessLog, configure_access_logger, quiet_client_errors
 from monitoring.http import drift_routes
 from monitoring.metrics import ModelMetrics, value_buckets
 from monitoring.middleware import PayloadCapture
@@ -116,6 +116,7 @@ class TabularModel:
 
 # Outermost first: every request gets an id and an access-log line, then auth, limits,
 # readiness, error shapes, and payload capture next to the APIs.
+quiet_client_errors()
 if SETTINGS.access_log:
     configure_access_logger()
     TabularModel.add_asgi_middleware(AccessLog)

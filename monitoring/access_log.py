@@ -13,6 +13,7 @@ import time
 import uuid
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -20,6 +21,7 @@ SCOPE_KEY = "tabular_model.request_id"  # BentoML sets its own "request_id"
 QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 
 access_logger = logging.getLogger("access")
+BENTOML_EXCEPTION_LOGGER = "bentoml._internal.server.http_app"
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,6 +50,29 @@ def configure_access_logger() -> None:
     access_logger.addHandler(handler)
     access_logger.setLevel(logging.INFO)
     access_logger.propagate = False
+
+
+class _DropClientErrorTracebacks(logging.Filter):
+    """BentoML logs a traceback for every rejected request; its text quotes the input.
+
+    Client errors are already in the access log (status 4xx) and in the client's answer,
+    so their tracebacks, and the feature values in them, are dropped.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info or record.exc_info[1] is None:
+            return True
+        error = record.exc_info[1]
+        if isinstance(error, ValidationError):
+            return False
+        status = getattr(getattr(error, "error_code", None), "value", 500)
+        return not (isinstance(status, int) and 400 <= status < 500)
+
+
+def quiet_client_errors() -> None:
+    target = logging.getLogger(BENTOML_EXCEPTION_LOGGER)
+    if not any(isinstance(f, _DropClientErrorTracebacks) for f in target.filters):
+        target.addFilter(_DropClientErrorTracebacks())
 
 
 def request_id_of(scope: Scope) -> str:

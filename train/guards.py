@@ -90,7 +90,8 @@ class ApiKeyAuth:
 
 
 class RequestLimits:
-    """Refuses bodies over `max_body_bytes` (413) and requests beyond `max_in_flight` (503).
+    """Refuses requests beyond `max_in_flight` (503), non-JSON bodies (415) and bodies over
+    `max_body_bytes` (413).
 
     The body is read here, up to the limit, and handed on whole: the APIs read it whole
     anyway. Requests over the in-flight limit are shed at once with Retry-After instead
@@ -119,6 +120,11 @@ class RequestLimits:
                     "retry later"
                 },
                 [(b"retry-after", RETRY_AFTER_SECONDS.encode())],
+            )
+            return
+        if not _is_json(scope):
+            await _respond(
+                send, 415, {"error": "send the body as JSON (Content-Type: application/json)"}
             )
             return
         self.in_flight += 1
@@ -156,6 +162,15 @@ class RequestLimits:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def _is_json(scope: Scope) -> bool:
+    """A JSON content type, or none (then JSON is assumed, as BentoML does)."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            media_type = value.split(b";")[0].strip().lower()
+            return media_type == b"application/json" or media_type.endswith(b"+json")
+    return True
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

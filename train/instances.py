@@ -18,6 +18,9 @@ from typing_extensions import TypedDict
 
 from .schema import FeatureSchema
 
+# Far beyond any real measurement, and far below where scaling overflows float64.
+MAX_ABS_NUMBER = 1e15
+
 
 def _positional_to_mapping(names: Sequence[str], value: Any) -> Any:
     """A list of values in schema order becomes a mapping; mappings pass through."""
@@ -31,14 +34,18 @@ def _positional_to_mapping(names: Sequence[str], value: Any) -> Any:
 def instance_type(schema: FeatureSchema) -> Any:
     """One instance: an object keyed by feature name, or a list of values in schema order.
 
-    Numeric features take numbers (or numeric strings), never NaN or infinity; categorical
-    features take strings (numbers are read as their text). `null` is a missing value,
-    imputed as in training. Every feature must be present and no other key is allowed.
+    Numeric features take numbers (or numeric strings) within ±1e15, never NaN or
+    infinity; categorical features take strings (numbers are read as their text). `null`
+    is a missing value, imputed as in training. Every feature must be present and no
+    other key is allowed.
     """
     fields: dict[str, Any] = {}
     for feature in schema.features:
         if feature.kind == "numeric":
-            fields[feature.name] = Annotated[float | None, Field(allow_inf_nan=False)]
+            fields[feature.name] = Annotated[
+                float | None,
+                Field(allow_inf_nan=False, ge=-MAX_ABS_NUMBER, le=MAX_ABS_NUMBER),
+            ]
         else:
             fields[feature.name] = str | None
     instance = TypedDict("Instance", fields)  # type: ignore[misc]
