@@ -58,12 +58,18 @@ info_app = Starlette(
     workers=SETTINGS.workers,
     traffic={"timeout": 60},
     logging={"access": {"enabled": False}},  # replaced by monitoring.access_log
+    # without an exporter, spans only cost time (TRACING=on to keep them)
+    tracing={"excluded_urls": [] if SETTINGS.tracing else [".*"]},
 )
 class TabularModel:
     if CHOICE.problem is None:  # `bentoml serve` refuses to start on a missing model reference
         bento_model = bentoml.models.BentoModel(CHOICE.tag)
 
     def __init__(self) -> None:
+        # BentoML looks each API up on the instance per request, rebuilding its signature
+        # every time; bound once here, the lookups find them in the instance's dict.
+        for name in ("predict", "predict_batch"):
+            setattr(self, name, getattr(self, name))
         self.predictor: Predictor | None = None
         self.problem = CHOICE.problem
         self.drift = None

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from bentoml.validators import ContentType
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from typing_extensions import TypedDict
 
@@ -116,4 +117,8 @@ def envelope_from_rows(value: Any) -> Any:
     }
 
 
-RowsEnvelope = Annotated[PredictResponse, BeforeValidator(envelope_from_rows)]
+# The explicit content type spares BentoML from deriving it from the JSON schema, which
+# it otherwise regenerates on every response.
+RowsEnvelope = Annotated[
+    PredictResponse, BeforeValidator(envelope_from_rows), ContentType("application/json")
+]

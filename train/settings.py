@@ -104,6 +104,8 @@ class Settings:
     """Prediction requests one worker handles at once; beyond it, 503 with Retry-After."""
     access_log: bool
     """One JSON line per request on stdout (probes and /metrics left out)."""
+    tracing: bool
+    """OpenTelemetry spans for API requests (configure an exporter in BentoML's config)."""
     payload_log: bool
     """Log prediction requests and answers for drift reports."""
     payload_log_dir: Path
@@ -149,6 +151,7 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 128 * 2**20),
             max_in_flight=_int(env, "MAX_IN_FLIGHT", 128),
             access_log=_bool(env, "ACCESS_LOG", True),
+            tracing=_bool(env, "TRACING", False),
             payload_log=_bool(env, "PAYLOAD_LOG", True),
             payload_log_dir=Path(
                 env.get("PAYLOAD_LOG_DIR", "").strip() or _home_dir(env, "payload-logs")
