@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 
-.PHONY: install tools model serve train build test test-unit lint format manifests clean
+.PHONY: install tools model serve train build containerize container-base test test-unit lint \
+	format manifests clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -39,6 +40,16 @@ train: install
 
 build: model
 	$(BIN)/bentoml build
+
+# Container image of the current sources and model: bentoml build if needed, then
+# bentoml containerize (docker if its daemon answers, else buildah, else podman).
+# IMAGE=name:tag names it (default: the Bento's tag).
+containerize: model
+	$(PY) -m deploy.container build $(if $(IMAGE),--tag $(IMAGE))
+
+# Only the base image: kept if present, else pulled, else a local Debian stand-in (root).
+container-base: install
+	$(PY) -m deploy.container base
 
 test: install tools
 	$(PY) -m pytest $(PYTEST_ARGS)
