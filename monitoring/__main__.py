@@ -430,8 +430,9 @@ def _logged_current(args: argparse.Namespace, schema: FeatureSchema) -> pd.DataF
 def _resolved_tag(name_or_tag: str) -> str:
     """A bare name means its promoted (else newest) version, as the service resolves it."""
     try:
-        from train.registry import resolve_tag
+        from train.registry import resolve_tag, use_packaged_models
 
+        use_packaged_models()
         name, _, version = name_or_tag.partition(":")
         return resolve_tag(name, name_or_tag if version else "")
     except Exception as exc:  # as in _stored_schema

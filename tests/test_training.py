@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -152,3 +155,24 @@ def test_cli_gate_exit_code_and_ensure_is_idempotent(capsys):
     assert [str(m.tag) for m in registry.versions("cli")] == [tag]
     assert "not training" in capsys.readouterr().out
     assert train_cli(["--data", "missing.csv", "--target", "y"]) == 2
+
+
+def test_tools_inside_an_image_read_the_packaged_model_store(tmp_path, monkeypatch):
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    features, target = load_default()
+    tag = train(features, target, TrainConfig(name="packaged")).tag
+    train(features, target, TrainConfig(name="not-packaged"))
+    name, version = tag.split(":")
+    bento = tmp_path / "bento"
+    shutil.copytree(Path(registry._get(tag).path), bento / "models" / name / version)
+    assert not registry.use_packaged_models({})
+    own_store = BentoMLContainer.model_store.get()
+    try:
+        assert registry.use_packaged_models({"BENTO_PATH": str(bento)})
+        assert [str(m.tag) for m in registry.versions(name)] == [tag]
+        assert registry.versions("not-packaged") == []  # only what the image packages
+        assert registry.resolve_tag(name) == tag
+    finally:
+        BentoMLContainer.model_store.set(own_store)
+    assert registry.versions("not-packaged")

@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "fit")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    registry.use_packaged_models()
     try:
         if args.command == "fit":
             return _fit(args)

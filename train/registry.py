@@ -9,6 +9,8 @@ promoted, `archived` when another version is promoted, `rolled_back` when rolled
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +66,24 @@ def save(
         reference.to_parquet(model.path_of(REFERENCE_FILE), index=False)
     logger.info("registered %s", model.tag)
     return str(model.tag)
+
+
+def use_packaged_models(environ: Mapping[str, str] = os.environ) -> bool:
+    """Inside a Bento's container, read the models packaged in it, as `bentoml serve` does.
+
+    The image sets BENTO_PATH; its `models` directory is a model store. Command-line tools
+    run there (the drift CronJob) then find the served model without a BENTOML_HOME copy.
+    """
+    bento = environ.get("BENTO_PATH", "")
+    packaged = Path(bento) / "models"
+    if not bento or not packaged.is_dir():
+        return False
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models import ModelStore
+
+    BentoMLContainer.model_store.set(ModelStore(str(packaged)))
+    logger.info("using the models packaged in %s", bento)
+    return True
 
 
 def versions(name: str) -> list[bentoml.Model]:
