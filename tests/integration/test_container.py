@@ -9,9 +9,11 @@ debootstrap: skipped without them, except under CI, where their absence fails.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -169,3 +171,31 @@ def test_image_size(image: str, storage: dict[str, str]) -> None:
     )
     print(f"image {image}: {size / 1e9:.2f} GB")
     assert size <= MAX_IMAGE_BYTES
+
+
+def test_the_drift_job_runs_in_the_image_on_the_packaged_model(
+    container: Running, breast_cancer_model: registry.LoadedModel
+) -> None:
+    """What the Kubernetes CronJob runs: the CLI, in the image, over the served requests."""
+    instances = FEATURES.iloc[:40].to_numpy().tolist()
+    answer = requests.post(
+        f"{container.url}/predict_batch", json={"instances": instances}, timeout=30
+    )
+    assert answer.status_code == 200
+    time.sleep(1)  # the payload log writes in the background
+    name = breast_cancer_model.tag.split(":")[0]
+    drift = podman(
+        "exec", "--workdir", "/home/bentoml/bento/src", container.name,
+        "python", "-m", "monitoring", "drift", "--model", name,
+        "--logs", "/tmp/bentoml/payload-logs", "--runs", "/tmp/drift-runs", "--quiet",
+        env=container.env,
+    )  # fmt: skip
+    assert drift.returncode == 0, drift.stderr[-3000:]
+    latest = podman("exec", container.name, "cat", "/tmp/drift-runs/LATEST", env=container.env)
+    summary = podman(
+        "exec", container.name, "cat", f"/tmp/drift-runs/{latest.stdout.strip()}/drift.json",
+        env=container.env,
+    )  # fmt: skip
+    result = json.loads(summary.stdout)
+    assert result["model"] == breast_cancer_model.tag
+    assert result["current_rows"] >= 40
