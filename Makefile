@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 
-.PHONY: install tools model serve train build containerize container-base test test-unit lint \
-	format manifests clean
+.PHONY: install tools model serve train build containerize container-base rehearse test \
+	test-unit lint format manifests clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -50,6 +50,11 @@ containerize: model
 # Only the base image: kept if present, else pulled, else a local Debian stand-in (root).
 container-base: install
 	$(PY) -m deploy.container base
+
+# Rollout rehearsal: two model versions behind a local nginx under wrk load (needs nginx, wrk).
+# Options go in ARGS, e.g. make rehearse ARGS="--step-seconds 5 --connections 8"
+rehearse: install
+	$(PY) -m deploy.rehearse $(ARGS)
 
 test: install tools
 	$(PY) -m pytest $(PYTEST_ARGS)
