@@ -8,13 +8,13 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 
-.PHONY: install tools model serve train build containerize container-base rehearse test \
-	test-unit lint format manifests clean
+.PHONY: install tools model serve train build containerize container-base rehearse bench \
+	test test-unit lint format manifests clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -55,6 +55,10 @@ container-base: install
 # Options go in ARGS, e.g. make rehearse ARGS="--step-seconds 5 --connections 8"
 rehearse: install
 	$(PY) -m deploy.rehearse $(ARGS)
+
+# Ours against plain FastAPI and default BentoML on the same model; results in bench/results/
+bench: install
+	$(PY) -m bench.harness $(ARGS)
 
 test: install tools
 	$(PY) -m pytest $(PYTEST_ARGS)

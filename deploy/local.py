@@ -24,10 +24,21 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, bentoml_home: Path, log_path: Path, **env: str) -> None:
+    """`bentoml serve` of the models in `models_home` (a BENTOML_HOME) on a free port.
+
+    Each server gets a BentoML home of its own next to its log, sharing only the model
+    store: `bentoml serve` clears its home's Prometheus directory at start, which would
+    silently break the metrics of any other server running from the same home.
+    """
+
+    def __init__(self, models_home: Path, log_path: Path, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.home = log_path.parent / f"bentoml-home-{self.port}"
+        self.home.mkdir(parents=True, exist_ok=True)
+        (models_home / "models").mkdir(parents=True, exist_ok=True)
+        (self.home / "models").symlink_to((models_home / "models").resolve())
         bentoml = Path(sys.executable).with_name("bentoml")
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
@@ -41,7 +52,7 @@ class Server:
                 str(self.port),
             ],
             cwd=ROOT,
-            env={**os.environ, "BENTOML_HOME": str(bentoml_home), **env},
+            env={**os.environ, "BENTOML_HOME": str(self.home), **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: workers stop with it

@@ -1,0 +1,1 @@
+"""Benchmarks of the served model and their baselines."""

@@ -1,0 +1,1 @@
+"""Servers the benchmark harness compares ours with, built the way their users would."""

@@ -1,0 +1,297 @@
+"""The serving benchmark's results as JSON, a Markdown report and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+NAME = "serving"
+STYLES = ("-", "--", ":", "-.")
+
+
+def write(results: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{NAME}.json", out / f"{NAME}.md", out / f"{NAME}.png"]
+    paths[0].write_text(json.dumps(results, indent=2) + "\n")
+    paths[1].write_text(markdown(results))
+    plot(results, paths[2])
+    return paths
+
+
+def _label(results: dict[str, Any], key: str) -> str:
+    return results["systems"][key]["label"]
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _point(record: dict[str, Any]) -> str:
+    rows = "1 row" if record["rows"] == 1 else f"{record['rows']:,} rows"
+    return f"{rows}, c={record['concurrency']}"
+
+
+def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
+    """`align` has one letter per column: l (left) or r (right)."""
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _header(results: dict[str, Any]) -> list[str]:
+    plan, machine = results["plan"], results["machine"]
+    versions = machine["versions"]
+    git = machine["git"]
+    changed = f", {len(git['changed_files'])} files changed" if git["changed_files"] else ""
+    quick = " (--quick)" if plan["quick"] else ""
+    return [
+        "# Serving benchmark: ours, plain FastAPI, default BentoML",
+        "",
+        f"Produced by `python -m bench.harness`{quick} at {results['started_at']}. "
+        f"Every system serves `{results['model']['tag']}` "
+        f"({results['model']['features']} numeric features) on this machine in the same run.",
+        "",
+        f"- Machine: {machine['cores']} cores, {machine['cpu_model']}, "
+        f"{machine['memory_gib']} GiB; load average (1, 5, 15 min) at start "
+        f"{machine['load_average_start']}, at end {machine.get('load_average_end')}",
+        f"- wrk: {machine['wrk']}, {plan['wrk_threads']} thread, {plan['duration_s']} s per "
+        f"point after {plan['warmup_s']} s of warm-up, request timeout {plan['wrk_timeout_s']} s",
+        f"- Versions: Python {machine['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        f"- Source: commit {git['commit'][:12]}{changed}; settings from the environment: "
+        f"{machine['env'] or 'none'}",
+        f"- Payload log of ours: {plan['payload_log']}",
+        "",
+    ]
+
+
+def _point_rows(results: dict[str, Any], kind: str) -> list[list[str]]:
+    rows = []
+    for r in results["points"]:
+        if r["kind"] != kind:
+            continue
+        rows.append(
+            [
+                f"{r['rows']:,}",
+                str(r["concurrency"]),
+                _label(results, r["system"]),
+                f"`{r['route']}`",
+                _num(r["requests_per_s"], 1),
+                _num(r["rows_per_s"]),
+                _num(r["p50_ms"], 1),
+                _num(r["p99_ms"], 1),
+                str(r["non_2xx"]),
+                str(sum(r["socket_errors"].values())),
+                _num(r["server_cpu_percent"]),
+                _num(r["wrk_cpu_percent"], 1),
+                _num(r["load_1m"], 2),
+            ]
+        )
+    return rows
+
+
+POINT_HEADER = [
+    "rows/request",
+    "connections",
+    "system",
+    "route",
+    "req/s",
+    "rows/s",
+    "p50 ms",
+    "p99 ms",
+    "non-2xx",
+    "socket errors",
+    "server CPU %",
+    "wrk CPU %",
+    "load 1 min",
+]
+
+
+def _points(results: dict[str, Any]) -> list[str]:
+    lines = ["## Throughput and latency", ""]
+    for kind, title in (("single", "Single-row requests"), ("batch", "Batch requests")):
+        rows = _point_rows(results, kind)
+        if rows:
+            lines += [f"### {title}", ""]
+            lines += _table(POINT_HEADER, rows, "rrll" + "r" * 9)
+            lines.append("")
+    lines += [
+        "rows/s counts rows of 2xx answers; socket errors include wrk's timeouts; CPU % is "
+        "of one core (200 % = both cores of a 2-core machine).",
+        "",
+    ]
+    return lines
+
+
+def _ratios(results: dict[str, Any]) -> list[str]:
+    pairs = list(dict.fromkeys((r["system"], r["baseline"]) for r in results["ratios"]))
+    if not pairs:
+        return []
+    header = ["point"]
+    for system, baseline in pairs:
+        name = f"{_label(results, system)} ÷ {_label(results, baseline)}"
+        header += [f"{name}: rows/s", f"{name}: p99"]
+    by_point: dict[tuple[str, int, int], dict[tuple[str, str], dict[str, Any]]] = {}
+    for r in results["ratios"]:
+        key = (r["kind"], r["rows"], r["concurrency"])
+        by_point.setdefault(key, {})[(r["system"], r["baseline"])] = r
+    rows = []
+    for (_, n, c), found in by_point.items():
+        row = [_point({"rows": n, "concurrency": c})]
+        for pair in pairs:
+            ratio = found.get(pair, {})
+            row += [_num(ratio.get("throughput_ratio"), 2), _num(ratio.get("p99_ratio"), 2)]
+        rows.append(row)
+    return [
+        "## Ratios",
+        "",
+        "Each column is *system ÷ baseline*; throughput above 1 and p99 below 1 mean the "
+        "first system did better.",
+        "",
+        *_table(header, rows, "l" + "r" * (len(header) - 1)),
+        "",
+    ]
+
+
+def _raw(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "## The model in process",
+        "",
+        "`pipeline.predict_proba` on a prepared pandas frame in the harness's process, "
+        "no HTTP, no JSON: the model's own limit.",
+        "",
+    ]
+    rows = [
+        [f"{r['batch']:,}", _num(r["rows_per_s"]), _num(r["ms_per_call"], 3)]
+        for r in results["raw"]
+    ]
+    lines += [*_table(["rows per call", "rows/s", "ms per call"], rows, "rrr"), ""]
+    if results["batch_vs_raw"]:
+        rows = [
+            [
+                _label(results, r["system"]),
+                f"{r['rows']:,}",
+                str(r["concurrency"]),
+                _num(r["http_rows_per_s"]),
+                _num(r["raw_rows_per_s"]),
+                f"{r['fraction']:.1%}",
+            ]
+            for r in results["batch_vs_raw"]
+        ]
+        header = ["system", "rows/request", "connections", "/predict_batch rows/s"]
+        header += ["in process rows/s (same rows per call)", "share"]
+        lines += ["### /predict_batch against the model in process", ""]
+        lines += [*_table(header, rows, "lrrrrr"), ""]
+    return lines
+
+
+def _memory(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for fact in results["systems"].values():
+        idle, loaded = fact["memory_idle"], fact["memory_after_load"]
+        rows.append(
+            [
+                fact["label"],
+                _num(fact["cold_start_median_s"], 2),
+                ", ".join(f"{s:.2f}" for s in fact["cold_start_s"]),
+                str(idle["workers"]),
+                ", ".join(f"{m:.0f}" for m in idle["per_worker_mib"]),
+                ", ".join(f"{m:.0f}" for m in loaded["per_worker_mib"]),
+                _num(loaded["tree_mib"]),
+            ]
+        )
+    header = ["system", "cold start median s", "cold starts s", "workers"]
+    header += ["RSS per worker MiB, idle", "after load", "all processes MiB after load"]
+    return [
+        "## Cold start and memory",
+        "",
+        "Cold start: from starting the server command to the first 200 from `/readyz`. "
+        "RSS per worker: the worker process and its children.",
+        "",
+        *_table(header, rows, "lrlrrrr"),
+        "",
+    ]
+
+
+def _systems(results: dict[str, Any]) -> list[str]:
+    lines = ["## Systems", ""]
+    lines += [f"- **{f['label']}**: {f['description']}" for f in results["systems"].values()]
+    return [*lines, ""]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = _header(results) + _systems(results) + _points(results) + _ratios(results)
+    lines += _raw(results) + _memory(results)
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
+
+    figure, axes = plt.subplots(2, 2, figsize=(12, 9))
+    batch_sizes = sorted({r["rows"] for r in results["points"] if r["kind"] == "batch"})
+    for number, (key, fact) in enumerate(results["systems"].items()):
+        color = f"C{number}"
+        for axis, field in ((axes[0][0], "requests_per_s"), (axes[0][1], "p99_ms")):
+            line = Line(key, "single", 1, field, fact["label"], color, "-")
+            _draw(axis, results, line)
+        for style, rows in zip(STYLES * 4, batch_sizes, strict=False):
+            label = f"{fact['label']}, {rows:,} rows"
+            for axis, field in ((axes[1][0], "rows_per_s"), (axes[1][1], "p99_ms")):
+                _draw(axis, results, Line(key, "batch", rows, field, label, color, style))
+    titles = [
+        ("Single-row requests: throughput", "requests/s"),
+        ("Single-row requests: p99 latency", "p99 ms"),
+        ("Batch requests: throughput", "rows/s"),
+        ("Batch requests: p99 latency", "p99 ms"),
+    ]
+    machine = results["machine"]
+    kinds = ("single", "single", "batch", "batch")
+    for axis, kind, (title, unit) in zip(axes.flat, kinds, titles, strict=True):
+        axis.set_title(title)
+        axis.set_xlabel("concurrent connections")
+        axis.set_ylabel(unit)
+        axis.set_xscale("log", base=2)
+        ticks = sorted({r["concurrency"] for r in results["points"] if r["kind"] == kind})
+        axis.set_xticks(ticks, [str(t) for t in ticks])
+        axis.xaxis.set_minor_locator(NullLocator())
+        axis.grid(True, alpha=0.3)
+        if axis.has_data():
+            axis.legend(fontsize=8)
+    for axis in (axes[0][1], axes[1][1]):
+        axis.set_yscale("log")
+    figure.suptitle(
+        f"{results['model']['tag']}, {machine['cores']} cores, load average at start "
+        f"{machine['load_average_start'][0]}, wrk {results['plan']['duration_s']} s per point"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+@dataclass(frozen=True)
+class Line:
+    system: str
+    kind: str
+    rows: int
+    field: str
+    label: str
+    color: str
+    style: str
+
+
+def _draw(axis: Any, results: dict[str, Any], line: Line) -> None:
+    points = sorted(
+        (r["concurrency"], r[line.field])
+        for r in results["points"]
+        if r["system"] == line.system and r["kind"] == line.kind and r["rows"] == line.rows
+    )
+    if points:
+        xs, ys = zip(*points, strict=True)
+        axis.plot(xs, ys, line.style, color=line.color, marker="o", label=line.label)
