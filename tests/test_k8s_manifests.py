@@ -222,6 +222,7 @@ def test_base_settings_configmap(render: Render) -> None:
         "MODEL_TAG": "",
         "PREDICT_MAX_ROWS": "1000",
         "PREDICT_BATCH_MAX_ROWS": "100000",
+        "WORKERS": "1",
     }
     env_from = container(get(objs, "Deployment"))["envFrom"]
     assert env_from == [{"configMapRef": {"name": configmap["metadata"]["name"]}}]
