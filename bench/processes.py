@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Protocol
 
 import psutil
-import requests
-
-from deploy.local import ROOT, free_port
 
 BENTOML_WORKER = "_bentoml_impl.worker"
 
@@ -26,52 +20,6 @@ class ServerProcess(Protocol):
     def wait_ready(self, timeout: float = 60.0) -> float: ...
 
     def stop(self, timeout: float = 20.0) -> int: ...
-
-
-class Command:
-    """Any HTTP server command on a free loopback port, in its own process group.
-
-    `argv` may contain `{port}`; readiness is a 200 from `/readyz`.
-    """
-
-    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [part.format(port=self.port) for part in argv],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60.0) -> float:
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return time.monotonic() - started
-            time.sleep(0.1)
-        raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()}")
-
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
 
 
 def tree(pid: int) -> list[psutil.Process]:

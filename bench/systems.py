@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local import Server
+from deploy.local import ServerCommand as Command
 
-from .processes import Command, ServerProcess
+from .processes import ServerProcess
 
 OURS, OURS_NO_LOG = "ours", "ours_no_payload_log"
 FASTAPI, DEFAULT_BENTO = "fastapi", "default_bento"

@@ -23,36 +23,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Server:
-    """`bentoml serve` of the models in `models_home` (a BENTOML_HOME) on a free port.
+class ServerCommand:
+    """Any HTTP server command on a free loopback port, in its own process group.
 
-    Each server gets a BentoML home of its own next to its log, sharing only the model
-    store: `bentoml serve` clears its home's Prometheus directory at start, which would
-    silently break the metrics of any other server running from the same home.
+    `argv` may contain `{port}`; ready means a 200 from `/readyz`.
     """
 
-    def __init__(self, models_home: Path, log_path: Path, **env: str) -> None:
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.home = log_path.parent / f"bentoml-home-{self.port}"
-        self.home.mkdir(parents=True, exist_ok=True)
-        (models_home / "models").mkdir(parents=True, exist_ok=True)
-        (self.home / "models").symlink_to((models_home / "models").resolve())
-        bentoml = Path(sys.executable).with_name("bentoml")
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [
-                str(bentoml),
-                "serve",
-                "service:TabularModel",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
+            [part.format(port=self.port) for part in argv],
             cwd=ROOT,
-            env={**os.environ, "BENTOML_HOME": str(self.home), **env},
+            env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: workers stop with it
@@ -85,3 +70,23 @@ class Server:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+class Server(ServerCommand):
+    """`bentoml serve` of the models in `models_home` (a BENTOML_HOME).
+
+    Each server gets a BentoML home of its own next to its log, sharing only the model
+    store: `bentoml serve` clears its home's Prometheus directory at start, which would
+    silently break the metrics of any other server running from the same home.
+    """
+
+    def __init__(self, models_home: Path, log_path: Path, **env: str) -> None:
+        self.home = log_path.parent / f"{log_path.stem}-bentoml-home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        (models_home / "models").mkdir(parents=True, exist_ok=True)
+        if not (self.home / "models").exists():
+            (self.home / "models").symlink_to((models_home / "models").resolve())
+        bentoml = Path(sys.executable).with_name("bentoml")
+        argv = [str(bentoml), "serve", "service:TabularModel", "--host", "127.0.0.1",
+                "--port", "{port}"]  # fmt: skip
+        super().__init__(argv, log_path, {"BENTOML_HOME": str(self.home), **env})

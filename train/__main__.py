@@ -1,4 +1,4 @@
-"""Command line: `python -m train [fit] ...`, `list`, `promote`, `rollback`, `ensure`."""
+"""Command line: `python -m train [fit] ...`, `list`, `promote`, `rollback`, `ensure`, `score`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from .pipeline import ESTIMATORS
 from .settings import settings
 from .training import TrainConfig, train
 
-COMMANDS = ("fit", "list", "promote", "rollback", "ensure")
+COMMANDS = ("fit", "list", "promote", "rollback", "ensure", "score")
+EXIT_BAD_ROWS = 3
 
 
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +94,38 @@ def build_parser() -> argparse.ArgumentParser:
         "ensure", help="train and promote the default model unless one is stored already"
     )
     ensuring.add_argument("--name", default=settings().model_name, help="model name")
+
+    scoring = commands.add_parser(
+        "score", help="score a CSV/Parquet file in chunks (bounded memory), bad rows reported"
+    )
+    scoring.add_argument(
+        "--model",
+        default="",
+        help="name:version, or a name (its promoted, else newest, version); "
+        "default: MODEL_TAG, else MODEL_NAME's",
+    )
+    scoring.add_argument(
+        "--input", type=Path, required=True, help="rows to score, .csv or .parquet"
+    )
+    scoring.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="predictions (and class probabilities), .csv or .parquet",
+    )
+    scoring.add_argument(
+        "--errors", type=Path, help="bad rows: row, column, problem (default: OUTPUT.errors.csv)"
+    )
+    scoring.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=50_000,
+        help="rows read, checked and scored at a time (default: %(default)s)",
+    )
+    scoring.add_argument(
+        "--keep", default="", help="comma-separated input columns copied to the output (e.g. an id)"
+    )
+    scoring.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -154,6 +187,31 @@ def _ensure(name: str) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from .score import score_file
+
+    if args.chunk_rows < 1:
+        raise ValueError("--chunk-rows must be at least 1")
+    name, _, version = args.model.partition(":")
+    tag = registry.resolve_tag(
+        name or settings().model_name, args.model if version else settings().model_tag
+    )
+    errors = args.errors or args.output.with_name(args.output.name + ".errors.csv")
+    summary = score_file(
+        registry.load(tag), args.input, args.output, errors,
+        chunk_rows=args.chunk_rows,
+        keep=tuple(c.strip() for c in args.keep.split(",") if c.strip()),
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(json.dumps({"model": tag, "rows": summary.rows, "scored": summary.scored,
+                      "bad_rows": summary.bad_rows, "output": str(args.output),
+                      "errors": str(errors)}))  # fmt: skip
+    if summary.bad_rows:
+        print(f"{summary.bad_rows} bad rows not scored; see {errors}", file=sys.stderr)
+        return EXIT_BAD_ROWS
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
@@ -172,11 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rollback":
             print(f"production: {registry.rollback(args.name)}")
             return 0
+        if args.command == "score":
+            return _score(args)
         return _ensure(args.name)
     except QualityGateError as exc:
         print(f"quality gate failed: {exc}; nothing registered", file=sys.stderr)
         return 1
-    except (DataError, registry.RegistryError, ValueError) as exc:
+    except (DataError, registry.RegistryError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
