@@ -1,10 +1,11 @@
 """Payload log: every sampled prediction request as one JSON line in rotating files.
 
 The request path only copies the raw request and response bodies into a bounded queue;
-a background thread (the standard library's QueueListener) parses them and writes
-through a RotatingFileHandler. A full queue drops the record and counts it, so a slow
-or failing disk never slows or fails a prediction. `close()` drains the queue.
-Each process writes its own file, so several workers never interleave lines.
+a background thread (the standard library's QueueListener) writes them, as sent and
+unparsed, through a RotatingFileHandler; readers (`read_records`) name the features.
+A full queue drops the record and counts it, so a slow or failing disk never slows or
+fails a prediction. `close()` drains the queue. Each process writes its own file, so
+several workers never interleave lines.
 """
 
 from __future__ import annotations
@@ -41,19 +42,37 @@ class Exchange:
     response_body: bytes
 
 
-def to_record(exchange: Exchange, feature_names: Sequence[str]) -> dict[str, Any]:
-    instances = json.loads(exchange.request_body)["instances"]
-    response = json.loads(exchange.response_body)
-    named = [
-        dict(zip(feature_names, row, strict=True)) if isinstance(row, list) else row
-        for row in instances
+def _json_text(body: bytes) -> str:
+    """A body as written: JSON allows no raw line breaks inside strings, so they can go."""
+    return body.decode("utf-8", "replace").replace("\r", " ").replace("\n", " ")
+
+
+def to_line(exchange: Exchange, features_json: str) -> str:
+    """One log line, without parsing either body: they are embedded as they were sent."""
+    return (
+        f'{{"ts":{json.dumps(datetime.fromtimestamp(exchange.timestamp, UTC).isoformat())},'
+        f'"request_id":{json.dumps(exchange.request_id)},'
+        f'"endpoint":{json.dumps(exchange.endpoint)},'
+        f'"features":{features_json},'
+        f'"request":{_json_text(exchange.request_body) or "null"},'
+        f'"response":{_json_text(exchange.response_body) or "null"}}}'
+    )
+
+
+def to_record(line: dict[str, Any]) -> dict[str, Any]:
+    """A logged line as one request: instances by feature name, and the model's answer."""
+    names = line["features"]
+    response = line["response"]
+    instances = [
+        dict(zip(names, row, strict=True)) if isinstance(row, list) else row
+        for row in line["request"]["instances"]
     ]
     return {
-        "ts": datetime.fromtimestamp(exchange.timestamp, UTC).isoformat(),
-        "request_id": exchange.request_id,
-        "endpoint": exchange.endpoint,
+        "ts": line["ts"],
+        "request_id": line["request_id"],
+        "endpoint": line["endpoint"],
         "model": response["model"],
-        "instances": named,
+        "instances": instances,
         "predictions": response["predictions"],
         "probabilities": response.get("probabilities"),
     }
@@ -62,13 +81,13 @@ def to_record(exchange: Exchange, feature_names: Sequence[str]) -> dict[str, Any
 class _RecordFormatter(logging.Formatter):
     def __init__(self, feature_names: Sequence[str]) -> None:
         super().__init__()
-        self._names = list(feature_names)
+        self._features = json.dumps(list(feature_names), separators=(",", ":"))
 
     def format(self, record: logging.LogRecord) -> str:
         # the rotating handler formats each record twice (size check, then write)
         line = getattr(record, "line", None)
         if line is None:
-            line = json.dumps(to_record(record.msg, self._names), separators=(",", ":"))
+            line = to_line(record.msg, self._features)
             record.line = line
         return line
 
@@ -148,9 +167,9 @@ def read_records(directory: Path, since: datetime | None = None) -> list[dict[st
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    logger.warning("%s: skipping a malformed line", path)
+                    record = to_record(json.loads(line))
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    logger.warning("%s: skipping a line that is not a logged request", path)
                     continue
                 if since is None or datetime.fromisoformat(record["ts"]) >= since:
                     records.append(record)

@@ -69,15 +69,16 @@ def test_logged_rows_become_a_typed_frame_with_predictions(log, tmp_path):
     assert frame["prediction"].tolist() == ["x", "y"]
 
 
-def test_a_bad_record_is_skipped_and_the_rest_written(log, tmp_path, caplog):
+def test_a_bad_record_is_skipped_when_read_and_the_rest_kept(log, tmp_path, caplog):
     broken = Exchange(time.time(), "bad", "/predict", b"{not json", b"{}")
     with caplog.at_level(logging.WARNING, logger="monitoring.payloads"):
         log.submit(exchange("before", [[1, "a"]], [0]))
         log.submit(broken)
         log.submit(exchange("after", [[2, "b"]], [1]))
         log.close()
-    assert [r["request_id"] for r in read_records(tmp_path)] == ["before", "after"]
-    assert "payload record bad not written" in caplog.text
+        records = read_records(tmp_path)
+    assert [r["request_id"] for r in records] == ["before", "after"]
+    assert "skipping a line that is not a logged request" in caplog.text
 
 
 def test_files_rotate_and_are_all_read(tmp_path):
@@ -181,3 +182,17 @@ def test_capture_skips_errors_other_paths_and_unsampled_requests():
     unsampled: list[Exchange] = []
     app_with_capture(unsampled, sample_rate=0.0).post("/predict", json={"instances": [[1, "a"]]})
     assert unsampled == []
+
+
+def test_bodies_are_logged_as_sent_one_line_per_request(log, tmp_path):
+    pretty = json.dumps({"instances": [{"age": 3, "city": "a\\nb"}], "note": "x"}, indent=2)
+    log.submit(
+        Exchange(time.time(), "pretty", "/predict_batch", pretty.encode(),
+                 b'{"model": "m:1", "predictions": [1], "probabilities": null}')
+    )  # fmt: skip
+    log.close()
+    (path,) = payloads.log_files(tmp_path)
+    assert len(path.read_text().splitlines()) == 1
+    (record,) = read_records(tmp_path)
+    assert record["instances"] == [{"age": 3, "city": "a\\nb"}]
+    assert record["endpoint"] == "/predict_batch" and record["probabilities"] is None
