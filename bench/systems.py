@@ -58,18 +58,17 @@ def ours(context: Context, payload_log: bool) -> System:
     )
 
 
+LOOPBACK = ("--host", "127.0.0.1", "--port", "{port}")
+
+
+def _baseline_env(context: Context) -> dict[str, str]:
+    """The baselines load the same model from the same store as ours."""
+    return {"MODEL_TAG": context.tag, "BENTOML_HOME": str(context.home)}
+
+
 def fastapi(context: Context) -> System:
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "bench.baselines.fastapi_app:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-    ]
-    env = {"MODEL_TAG": context.tag, "BENTOML_HOME": str(context.home)}
+    argv = [sys.executable, "-m", "uvicorn", "bench.baselines.fastapi_app:app", *LOOPBACK]
+    env = _baseline_env(context)
     return System(
         key=FASTAPI,
         label="FastAPI",
@@ -82,16 +81,8 @@ def fastapi(context: Context) -> System:
 
 
 def default_bento(context: Context) -> System:
-    argv = [
-        _bin("bentoml"),
-        "serve",
-        "bench.baselines.default_bento:DefaultBento",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-    ]
-    env = {"MODEL_TAG": context.tag, "BENTOML_HOME": str(context.home)}
+    argv = [_bin("bentoml"), "serve", "bench.baselines.default_bento:DefaultBento", *LOOPBACK]
+    env = _baseline_env(context)
     return System(
         key=DEFAULT_BENTO,
         label="default BentoML",

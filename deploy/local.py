@@ -26,12 +26,15 @@ def free_port() -> int:
 class ServerCommand:
     """Any HTTP server command on a free loopback port, in its own process group.
 
-    `argv` may contain `{port}`; ready means a 200 from `/readyz`.
+    `argv` may contain `{port}`; ready means a 200 from `ready_path`.
     """
 
-    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, argv: list[str], log_path: Path, env: dict[str, str], ready_path: str = "/readyz"
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ready_path = ready_path
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
@@ -47,13 +50,13 @@ class ServerCommand:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 60.0) -> float:
-        """Seconds from start until /readyz answered 200."""
+        """Seconds from start until the readiness path answered 200."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if requests.get(f"{self.url}{self.ready_path}", timeout=1).status_code == 200:
                     return time.monotonic() - started
             except (requests.ConnectionError, requests.Timeout):
                 pass
