@@ -9,16 +9,18 @@ import logging
 import bentoml
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from monitoring.access_log import AccessLog, configure_access_logger, quiet_client_errors
 from monitoring.http import drift_routes
 from monitoring.metrics import ModelMetrics, value_buckets
-from monitoring.middleware import PayloadCapture
+from monitoring.middleware import BatchCapture, PayloadCapture
 from monitoring.payloads import PayloadLog
 from monitoring.schedule import start_drift_schedule
 from train import registry
+from train.api_inputs import accepts_arrow, instances_input
+from train.columnar import ARROW_STREAM
 from train.guards import ApiKeyAuth, ErrorShapes, RequestLimits, RequireReady, parse_api_keys
 from train.instances import PredictResponse, RowsEnvelope, instances_field
 from train.predictor import Predictor
@@ -32,6 +34,9 @@ API_PATHS = frozenset({"/predict", "/predict_batch"})
 CHOICE = registry.choose_served(SETTINGS.model_name, SETTINGS.model_tag)
 Instances = instances_field(CHOICE.schema, SETTINGS.predict_max_rows)
 BatchInstances = instances_field(CHOICE.schema, SETTINGS.predict_batch_max_rows)
+# the same fields, plus error locations named by feature and, for batches, Arrow bodies
+PredictInput = instances_input(CHOICE.schema, SETTINGS.predict_max_rows)
+BatchInput = instances_input(CHOICE.schema, SETTINGS.predict_batch_max_rows, reads_arrow=True)
 PAYLOAD_LOG = PayloadLog(
     max_bytes=SETTINGS.payload_log_max_bytes,
     backups=SETTINGS.payload_log_backups,
@@ -96,6 +101,12 @@ class TabularModel:
         self.predictor = predictor
         if SETTINGS.payload_log:
             PAYLOAD_LOG.start(SETTINGS.payload_log_dir, loaded.schema.names)
+        self.capture_batch = BatchCapture(
+            submit=PAYLOAD_LOG.submit,
+            sample_rate=SETTINGS.payload_log_sample_rate if SETTINGS.payload_log else 0.0,
+            max_rows=SETTINGS.payload_log_max_rows,
+            model=loaded.tag,
+        )
         # the drift job runs in the first worker only, when DRIFT_INTERVAL_MINUTES is set
         if bentoml.server_context.worker_index in (None, 1):
             self.drift = start_drift_schedule(SETTINGS, loaded.tag)
@@ -116,13 +127,20 @@ class TabularModel:
         batchable=True,
         max_batch_size=SETTINGS.max_batch_size,
         max_latency_ms=SETTINGS.max_latency_ms,
+        input_spec=PredictInput,
     )
     def predict(self, instances: Instances) -> RowsEnvelope:
         return self.predictor.predict_rows(instances)
 
-    @bentoml.api
-    def predict_batch(self, instances: BatchInstances) -> PredictResponse:
-        return self.predictor.predict(instances)
+    # A JSON or Arrow body, answered in JSON or, when the client accepts it, Arrow.
+    @bentoml.api(input_spec=BatchInput)
+    def predict_batch(self, instances: BatchInstances, ctx: bentoml.Context) -> PredictResponse:
+        frame = self.predictor.frame(instances)
+        outputs = self.predictor.answer(frame, "/predict_batch")
+        self.capture_batch(ctx.request.scope, frame, outputs)
+        if accepts_arrow(ctx.request):
+            return Response(self.predictor.arrow_response(outputs), media_type=ARROW_STREAM)
+        return self.predictor.response(outputs)
 
 
 # Outermost first: every request gets an id and an access-log line, then auth, limits,
@@ -140,6 +158,7 @@ TabularModel.add_asgi_middleware(
     max_body_bytes=SETTINGS.max_body_bytes,
     max_in_flight=SETTINGS.max_in_flight,
     paths=API_PATHS,
+    arrow_paths=frozenset({"/predict_batch"}),
 )
 TabularModel.add_asgi_middleware(
     RequireReady,
@@ -149,7 +168,7 @@ TabularModel.add_asgi_middleware(
 TabularModel.add_asgi_middleware(ErrorShapes, paths=API_PATHS)
 TabularModel.add_asgi_middleware(
     PayloadCapture,
-    paths=API_PATHS,
+    paths=frozenset({"/predict"}),  # /predict_batch logs a sample of its rows (BatchCapture)
     submit=PAYLOAD_LOG.submit,
     sample_rate=SETTINGS.payload_log_sample_rate if SETTINGS.payload_log else 0.0,
 )

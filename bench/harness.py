@@ -36,6 +36,7 @@ import pandas as pd
 import psutil
 
 from deploy.local import ROOT
+from train.columnar import ARROW_STREAM, write_instances
 
 from . import processes, report, systems, wrk
 from .processes import ServerProcess
@@ -338,6 +339,9 @@ def sample_rows(reference: pd.DataFrame, names: list[str], count: int) -> np.nda
     return complete[picks]
 
 
+Scripts = dict[tuple[int, str], Path]  # by rows per request and body ("json", "arrow")
+
+
 def write_scripts(rows: np.ndarray, sizes: Sequence[int], work: Path) -> dict[int, Path]:
     """One wrk script per request size, posting `{"instances": [[...], ...]}`."""
     scripts = {}
@@ -345,6 +349,20 @@ def write_scripts(rows: np.ndarray, sizes: Sequence[int], work: Path) -> dict[in
         body = work / f"body-{size}.json"
         body.write_text(json.dumps({"instances": rows[:size].tolist()}))
         scripts[size] = wrk.post_script(work / f"post-{size}.lua", body)
+    return scripts
+
+
+def write_arrow_scripts(
+    rows: np.ndarray, names: list[str], sizes: Sequence[int], work: Path
+) -> dict[int, Path]:
+    """The same rows as Arrow IPC stream bodies, asking for Arrow answers."""
+    scripts = {}
+    for size in sorted(set(sizes)):
+        body = work / f"body-{size}.arrows"
+        body.write_bytes(write_instances(pd.DataFrame(rows[:size], columns=names)))
+        scripts[size] = wrk.post_script(
+            work / f"post-{size}-arrow.lua", body, ARROW_STREAM, accept=ARROW_STREAM
+        )
     return scripts
 
 
@@ -402,7 +420,7 @@ def measure_point(
     plan: Plan,
     all_pids: list[int],
 ) -> dict[str, Any]:
-    route = system.single_route if point.kind == "single" else system.batch_route
+    route = system.batch_route if point.kind == "batch" else system.single_route
     url = server.url + route
     pid = server.process.pid
     wait = {
@@ -449,42 +467,53 @@ def _describe(record: dict[str, Any]) -> str:
 
 
 def run_http(
-    chosen: list[System], plan: Plan, scripts: dict[int, Path], work: Path
+    chosen: list[System], plan: Plan, scripts: Scripts, work: Path
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Every point on every system; servers run side by side, points are interleaved."""
+    """Every point on every system; servers run side by side, points are interleaved.
+
+    A system with `server_of` is measured on that system's server: no start of its own.
+    """
     facts: dict[str, dict[str, Any]] = {
         s.key: {"label": s.label, "description": s.description} for s in chosen
     }
-    for system in chosen:
+    started = [system for system in chosen if system.server_of is None]
+    for system in started:
         facts[system.key]["cold_start_s"] = extra_cold_starts(system, plan.cold_starts - 1, work)
     records = []
     with contextlib.ExitStack() as stack:
         servers: dict[str, ServerProcess] = {}
-        for system in chosen:
+        for system in started:
             server, elapsed = start(system, work / f"{system.key}.log", stack)
             servers[system.key] = server
             facts[system.key]["cold_start_s"].append(elapsed)
             print(f"{system.label}: ready in {elapsed:.2f} s at {server.url}", flush=True)
         pids = [server.process.pid for server in servers.values()]
+        for system in chosen:
+            if system.server_of is not None:
+                servers[system.key] = servers[system.server_of]
         processes.settle(
             pids,
             idle_share=SETTLE_IDLE_SHARE,
             interval=SETTLE_INTERVAL_S,
             limit=plan.settle_limit_s,
         )
-        for system in chosen:
+        for system in started:
             facts[system.key]["memory_idle"] = processes.memory(servers[system.key].process.pid)
         for point in plan_points(plan):
             for system in chosen:
+                if point.kind == "single" and system.single_route is None:
+                    continue
                 server = servers[system.key]
-                record = measure_point(system, server, point, scripts[point.rows], plan, pids)
+                script = scripts[point.rows, system.body]
+                record = measure_point(system, server, point, script, plan, pids)
                 print(_describe(record), flush=True)
                 records.append(record)
-        for system in chosen:
+        for system in started:
             facts[system.key]["memory_after_load"] = processes.memory(
                 servers[system.key].process.pid
             )
-    for fact in facts.values():
+    for system in started:
+        fact = facts[system.key]
         fact["cold_start_median_s"] = statistics.median(fact["cold_start_s"])
     return records, facts
 
@@ -500,16 +529,16 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 def ratios(records: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
     """Ours against each baseline (and payload log on against off) at every point."""
     index = _index(records)
-    ours = [k for k in (systems.OURS, systems.OURS_NO_LOG) if k in keys]
+    ours = [k for k in (systems.OURS, systems.OURS_NO_LOG, systems.OURS_ARROW) if k in keys]
     pairs = [(o, b) for o in ours for b in systems.BASELINES if b in keys]
-    if len(ours) == 2:
+    if systems.OURS in keys and systems.OURS_NO_LOG in keys:
         pairs.append((systems.OURS, systems.OURS_NO_LOG))
     compared = []
     for record in records:
         for system, baseline in pairs:
-            if record["system"] != system:
+            other = index.get((record["kind"], record["rows"], record["concurrency"], baseline))
+            if record["system"] != system or other is None:
                 continue
-            other = index[(record["kind"], record["rows"], record["concurrency"], baseline)]
             compared.append(
                 {
                     **{k: record[k] for k in ("kind", "rows", "concurrency")},
@@ -527,7 +556,7 @@ def batch_vs_raw(
 ) -> list[dict[str, Any]]:
     """/predict_batch rows/s as a share of in-process rows/s at the same batch size."""
     by_batch = {int(r["batch"]): r["rows_per_s"] for r in raw}
-    ours = (systems.OURS, systems.OURS_NO_LOG)
+    ours = (systems.OURS, systems.OURS_NO_LOG, systems.OURS_ARROW)
     return [
         {
             "system": r["system"],
@@ -589,7 +618,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raw = measure_raw(
             loaded.pipeline, rows, names, (*RAW_BATCHES, *plan.batch_rows), plan.raw_seconds
         )
-        scripts = write_scripts(rows, (1, *plan.batch_rows), work)
+        scripts: Scripts = {
+            (size, "json"): script
+            for size, script in write_scripts(rows, (1, *plan.batch_rows), work).items()
+        }
+        arrow = write_arrow_scripts(rows, names, plan.batch_rows, work)
+        scripts |= {(size, "arrow"): script for size, script in arrow.items()}
         context = systems.Context(tag=tag, home=home, work=work)
         chosen = systems.build(context, args.payload_log, args.baselines)
         records, facts = run_http(chosen, plan, scripts, work)

@@ -190,6 +190,8 @@ def _raw(results: dict[str, Any]) -> list[str]:
 def _memory(results: dict[str, Any]) -> list[str]:
     rows = []
     for fact in results["systems"].values():
+        if "memory_idle" not in fact:  # measured on another system's server
+            continue
         idle, loaded = fact["memory_idle"], fact["memory_after_load"]
         rows.append(
             [

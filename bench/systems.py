@@ -12,7 +12,7 @@ from deploy.local import ServerCommand as Command
 
 from .processes import ServerProcess
 
-OURS, OURS_NO_LOG = "ours", "ours_no_payload_log"
+OURS, OURS_NO_LOG, OURS_ARROW = "ours", "ours_no_payload_log", "ours_arrow"
 FASTAPI, DEFAULT_BENTO = "fastapi", "default_bento"
 BASELINES = (FASTAPI, DEFAULT_BENTO)
 
@@ -22,10 +22,12 @@ class System:
     key: str
     label: str
     description: str
-    single_route: str
+    single_route: str | None  # None: no single-row points
     batch_route: str
-    start: Callable[[Path], ServerProcess]
-    """Starts the server, logging to the given file."""
+    start: Callable[[Path], ServerProcess] | None
+    """Starts the server, logging to the given file; None: measured on `server_of`'s."""
+    body: str = "json"  # "arrow": batches sent and answered as Arrow IPC streams
+    server_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,20 @@ def ours(context: Context, payload_log: bool) -> System:
         single_route="/predict",
         batch_route="/predict_batch",
         start=lambda log: Server(context.home, log, **env),
+    )
+
+
+def ours_arrow(server_of: str) -> System:
+    return System(
+        key=OURS_ARROW,
+        label="ours, Arrow",
+        description="the same server as ours; /predict_batch with Arrow IPC stream bodies "
+        "and answers (Content-Type and Accept: application/vnd.apache.arrow.stream)",
+        single_route=None,
+        batch_route="/predict_batch",
+        start=None,
+        body="arrow",
+        server_of=server_of,
     )
 
 
@@ -95,12 +111,13 @@ def default_bento(context: Context) -> System:
 
 
 def build(context: Context, payload_log: str, baselines: list[str]) -> list[System]:
-    """Ours (payload log on, off or both), then the chosen baselines."""
+    """Ours (payload log on, off or both) with JSON, then with Arrow, then the baselines."""
     systems = []
     if payload_log in ("on", "both"):
         systems.append(ours(context, payload_log=True))
     if payload_log in ("off", "both"):
         systems.append(ours(context, payload_log=False))
+    systems.append(ours_arrow(server_of=systems[0].key))
     if FASTAPI in baselines:
         systems.append(fastapi(context))
     if DEFAULT_BENTO in baselines:

@@ -42,11 +42,14 @@ def version() -> str:
     return lines[0].split(" Copyright")[0].strip() if lines else "unknown"
 
 
-def post_script(path: Path, body_path: Path) -> Path:
-    """A wrk script that posts the JSON body read from `body_path` on every request."""
+def post_script(
+    path: Path, body_path: Path, content_type: str = "application/json", accept: str = "*/*"
+) -> Path:
+    """A wrk script that posts the body read from `body_path` on every request."""
     path.write_text(
         'wrk.method = "POST"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Content-Type"] = {json.dumps(content_type)}\n'
+        f'wrk.headers["Accept"] = {json.dumps(accept)}\n'
         f'local file = assert(io.open({json.dumps(str(body_path))}, "rb"))\n'
         'wrk.body = file:read("*a")\n'
         "file:close()\n"

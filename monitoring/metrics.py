@@ -7,16 +7,17 @@ registry, so /metrics aggregates every worker: counters add up, and the drift ga
 
 from __future__ import annotations
 
-import random
-from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 import numpy as np
 
 from train import registry
 from train.registry import LoadedModel
+
+if TYPE_CHECKING:
+    from train.predictor import Outputs
 
 SCORE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 SCORES_PER_CALL = 1_000
@@ -72,23 +73,20 @@ class ModelMetrics:
             estimator=labels.get("estimator", ""),
         ).set(1)
 
-    def observe(
-        self,
-        endpoint: str,
-        predictions: Sequence[Any],
-        probabilities: Sequence[dict[str, float]] | None,
-    ) -> None:
-        if probabilities is None:
-            self.predictions.labels(self.model, endpoint, "value").inc(len(predictions))
-            scores: Sequence[float] = predictions
+    def observe(self, endpoint: str, outputs: Outputs) -> None:
+        top = outputs.top_probabilities
+        if top is None:
+            self.predictions.labels(self.model, endpoint, "value").inc(len(outputs.predictions))
+            scores = outputs.predictions
         else:
-            for label, count in Counter(map(str, predictions)).items():
-                self.predictions.labels(self.model, endpoint, label).inc(count)
-            scores = [max(row.values()) for row in probabilities]
+            labels, counts = np.unique(outputs.predictions, return_counts=True)
+            for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
+                self.predictions.labels(self.model, endpoint, str(label)).inc(count)
+            scores = top
         if len(scores) > SCORES_PER_CALL:
-            scores = random.sample(list(scores), SCORES_PER_CALL)
+            scores = np.random.default_rng().choice(scores, SCORES_PER_CALL, replace=False)
         histogram = self.scores.labels(self.model, endpoint)
-        for score in scores:
+        for score in scores.tolist():
             histogram.observe(score)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from train.predictor import Outputs
 from train.schema import FeatureSchema, to_model_frame
 
 logger = logging.getLogger(__name__)
@@ -42,25 +43,71 @@ class Exchange:
     response_body: bytes
 
 
-def _json_text(body: bytes) -> str:
-    """A body as written: JSON allows no raw line breaks inside strings, so they can go."""
-    return body.decode("utf-8", "replace").replace("\r", " ").replace("\n", " ")
+@dataclass(frozen=True)
+class SampledRows:
+    """Some rows of one answered batch request, with the model's answers for them."""
+
+    timestamp: float
+    request_id: str
+    endpoint: str
+    model: str
+    rows: int  # in the whole request
+    instances: pd.DataFrame  # the sampled rows, as the model's frame
+    outputs: Outputs  # for the sampled rows
 
 
-def to_line(exchange: Exchange, features_json: str) -> str:
-    """One log line, without parsing either body: they are embedded as they were sent."""
-    return (
-        f'{{"ts":{json.dumps(datetime.fromtimestamp(exchange.timestamp, UTC).isoformat())},'
-        f'"request_id":{json.dumps(exchange.request_id)},'
-        f'"endpoint":{json.dumps(exchange.endpoint)},'
-        f'"features":{features_json},'
-        f'"request":{_json_text(exchange.request_body) or "null"},'
-        f'"response":{_json_text(exchange.response_body) or "null"}}}'
+def _one_line(body: bytes) -> bytes:
+    """A JSON body as sent: JSON allows no raw line breaks inside strings, so they can go."""
+    return body.replace(b"\r", b" ").replace(b"\n", b" ")
+
+
+def to_line(exchange: Exchange, features_json: bytes) -> bytes:
+    """One log line, as bytes, without parsing either body: they are embedded as sent."""
+    timestamp = datetime.fromtimestamp(exchange.timestamp, UTC).isoformat()
+    head = json.dumps(
+        {"ts": timestamp, "request_id": exchange.request_id, "endpoint": exchange.endpoint}
+    )
+    return b"".join(
+        [
+            head[:-1].encode(),
+            b', "features":',
+            features_json,
+            b',"request":',
+            _one_line(exchange.request_body) or b"null",
+            b',"response":',
+            _one_line(exchange.response_body) or b"null",
+            b"}\n",
+        ]
     )
 
 
+def sample_line(sample: SampledRows) -> bytes:
+    """The sampled rows as one log line, in the shape of a logged request."""
+    frame = sample.instances
+    values = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+    outputs = sample.outputs
+    line = {
+        "ts": datetime.fromtimestamp(sample.timestamp, UTC).isoformat(),
+        "request_id": sample.request_id,
+        "endpoint": sample.endpoint,
+        "features": list(frame.columns),
+        "rows": sample.rows,
+        "request": {"instances": values},
+        "response": {
+            "model": sample.model,
+            "predictions": outputs.predictions.tolist(),
+            "probabilities": outputs.probability_dicts(),
+        },
+    }
+    return json.dumps(line, separators=(",", ":")).encode() + b"\n"
+
+
 def to_record(line: dict[str, Any]) -> dict[str, Any]:
-    """A logged line as one request: instances by feature name, and the model's answer."""
+    """A logged line as one request: instances by feature name, and the model's answer.
+
+    A batch logged as a sample of its rows (SampledRows) holds those rows only; `rows`
+    says how many the request had.
+    """
     names = line["features"]
     response = line["response"]
     instances = [
@@ -75,24 +122,52 @@ def to_record(line: dict[str, Any]) -> dict[str, Any]:
         "instances": instances,
         "predictions": response["predictions"],
         "probabilities": response.get("probabilities"),
+        "rows": line.get("rows", len(instances)),  # more than logged: a sampled batch
     }
 
 
-class _RecordFormatter(logging.Formatter):
-    def __init__(self, feature_names: Sequence[str]) -> None:
-        super().__init__()
-        self._features = json.dumps(list(feature_names), separators=(",", ":"))
+class _LineFileHandler(RotatingFileHandler):
+    """Writes each exchange as one line of bytes to a file opened in binary mode.
 
-    def format(self, record: logging.LogRecord) -> str:
-        # the rotating handler formats each record twice (size check, then write)
+    Large bodies are never decoded to text and encoded back; each line is built once and
+    kept on its record, since the size check before rotation needs it too.
+    """
+
+    def __init__(self, path: Path, feature_names: Sequence[str], **rotation: Any) -> None:
+        super().__init__(path, mode="ab", delay=True, **rotation)
+        # the base class switches to text mode whenever it is to rotate
+        self.mode, self.encoding = "ab", None
+        self._features = json.dumps(list(feature_names), separators=(",", ":")).encode()
+
+    def line(self, record: logging.LogRecord) -> bytes:
         line = getattr(record, "line", None)
         if line is None:
-            line = to_line(record.msg, self._features)
+            logged = record.msg
+            if isinstance(logged, SampledRows):
+                line = sample_line(logged)
+            else:
+                line = to_line(logged, self._features)
             record.line = line
         return line
 
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if self.maxBytes <= 0:
+            return False
+        if self.stream is None:
+            self.stream = self._open()
+        return self.stream.tell() + len(self.line(record)) >= self.maxBytes
 
-class _QuietRotatingFileHandler(RotatingFileHandler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self.shouldRollover(record):
+                self.doRollover()
+            if self.stream is None:
+                self.stream = self._open()
+            self.stream.write(self.line(record))
+            self.flush()
+        except Exception:
+            self.handleError(record)
+
     def handleError(self, record: logging.LogRecord) -> None:
         logger.warning("payload record %s not written", record.msg.request_id, exc_info=True)
 
@@ -118,20 +193,15 @@ class PayloadLog:
     def start(self, directory: Path, feature_names: Sequence[str]) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{FILE_PREFIX}{os.getpid()}.jsonl"
-        self._handler = _QuietRotatingFileHandler(
-            self.path,
-            maxBytes=self._max_bytes,
-            backupCount=self._backups,
-            encoding="utf-8",
-            delay=True,
+        self._handler = _LineFileHandler(
+            self.path, feature_names, maxBytes=self._max_bytes, backupCount=self._backups
         )
-        self._handler.setFormatter(_RecordFormatter(feature_names))
         self._listener = _DrainingListener(self._queue, self._handler)
         self._listener.start()
         logger.info("payload log: %s", self.path)
 
-    def submit(self, exchange: Exchange) -> bool:
-        """Queue one exchange; False (and counted) when the queue is full or the log closed."""
+    def submit(self, exchange: Exchange | SampledRows) -> bool:
+        """Queue one record; False (and counted) when the queue is full or the log closed."""
         if self._listener is None:
             return False
         record = logging.LogRecord("payloads", logging.INFO, "", 0, exchange, None, None)
@@ -162,7 +232,7 @@ def read_records(directory: Path, since: datetime | None = None) -> list[dict[st
     """Every logged request at or after `since`, from all workers' current and rotated files."""
     records = []
     for path in log_files(directory):
-        with path.open(encoding="utf-8") as lines:
+        with path.open(encoding="utf-8", errors="replace") as lines:
             for line in lines:
                 if not line.strip():
                     continue

@@ -13,6 +13,7 @@ from train.instances import (
     RowsEnvelope,
     envelope_from_rows,
     instances_field,
+    locate_errors,
     to_frame,
 )
 from train.schema import Feature, FeatureSchema
@@ -33,7 +34,14 @@ VALID = {"age": 40, "income level": 1200.5, "city": "paris"}
 @pytest.fixture
 def validate():
     adapter = TypeAdapter(instances_field(SCHEMA, max_rows=3))
-    return adapter.validate_python
+
+    def validate(instances):
+        try:
+            return adapter.validate_python(instances)
+        except ValidationError as error:
+            raise locate_errors(error, SCHEMA.names) from None
+
+    return validate
 
 
 def error_of(validate, instances) -> dict:
@@ -44,9 +52,12 @@ def error_of(validate, instances) -> dict:
     return errors[0]
 
 
-def test_named_and_positional_instances_validate_to_the_same_mapping(validate):
+def test_named_and_positional_instances_give_the_same_values_and_frame(validate):
     named, positional = validate([VALID, [40, "1200.5", "paris"]])
-    assert named == positional == {"age": 40.0, "income level": 1200.5, "city": "paris"}
+    assert named == {"age": 40.0, "income level": 1200.5, "city": "paris"}
+    assert positional == (40.0, 1200.5, "paris")
+    frame = to_frame([named, positional], SCHEMA)
+    assert frame.iloc[0].tolist() == frame.iloc[1].tolist() == [40.0, 1200.5, "paris"]
 
 
 def test_null_is_a_missing_value_and_numbers_are_read_as_categories(validate):

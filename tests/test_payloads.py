@@ -10,6 +10,8 @@ import time
 from datetime import datetime, timedelta
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,8 +20,9 @@ from starlette.routing import Route
 
 from monitoring import payloads
 from monitoring.access_log import AccessLog
-from monitoring.middleware import PayloadCapture
+from monitoring.middleware import BatchCapture, PayloadCapture
 from monitoring.payloads import Exchange, PayloadLog, read_records
+from train.predictor import Outputs
 from train.schema import Feature, FeatureSchema
 
 SCHEMA = FeatureSchema(
@@ -93,13 +96,13 @@ def test_files_rotate_and_are_all_read(tmp_path):
 
 def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path, monkeypatch):
     release = threading.Event()
-    original = payloads._RecordFormatter.format
+    original = payloads._LineFileHandler.line
 
-    def slow_format(self, record):
+    def slow_line(self, record):
         release.wait(5)
         return original(self, record)
 
-    monkeypatch.setattr(payloads._RecordFormatter, "format", slow_format)
+    monkeypatch.setattr(payloads._LineFileHandler, "line", slow_line)
     log = PayloadLog(max_bytes=2**20, backups=1, queue_size=2)
     log.start(tmp_path, SCHEMA.names)
     started = time.monotonic()
@@ -196,3 +199,46 @@ def test_bodies_are_logged_as_sent_one_line_per_request(log, tmp_path):
     (record,) = read_records(tmp_path)
     assert record["instances"] == [{"age": 3, "city": "a\\nb"}]
     assert record["endpoint"] == "/predict_batch" and record["probabilities"] is None
+
+
+def batch_outputs(rows: int) -> Outputs:
+    probabilities = np.column_stack([np.linspace(0, 1, rows), 1 - np.linspace(0, 1, rows)])
+    return Outputs(np.arange(rows) % 2, probabilities, ["0", "1"])
+
+
+def test_large_batches_log_a_sample_of_rows_with_their_own_answers(log, tmp_path):
+    frame = pd.DataFrame({"age": np.arange(1_000, dtype=float), "city": ["lyon"] * 1_000})
+    frame.loc[3, "age"] = np.nan
+    frame.loc[4, "city"] = None
+    capture = BatchCapture(submit=log.submit, sample_rate=1.0, max_rows=50, model="m:1")
+    capture({"path": "/predict_batch"}, frame, batch_outputs(1_000))
+    capture({"path": "/predict_batch"}, frame.iloc[:10], batch_outputs(10))
+    log.close()
+    sampled, whole = read_records(tmp_path)
+    assert sampled["rows"] == 1_000 and len(sampled["instances"]) == 50
+    assert whole["rows"] == len(whole["instances"]) == 10
+    assert whole["instances"][3] == {"age": None, "city": "lyon"}
+    assert whole["instances"][4] == {"age": 4.0, "city": None}
+    for instance, prediction, probabilities in zip(
+        sampled["instances"], sampled["predictions"], sampled["probabilities"], strict=True
+    ):
+        row = int(instance["age"])  # the row's own index, by construction
+        assert prediction == row % 2
+        assert probabilities["0"] == pytest.approx(row / 999)
+    assert sampled["model"] == "m:1" and sampled["endpoint"] == "/predict_batch"
+
+
+def test_batch_capture_follows_the_sample_rate_and_never_raises(log, tmp_path):
+    frame = pd.DataFrame({"age": [1.0], "city": ["a"]})
+    BatchCapture(submit=log.submit, sample_rate=0.0, max_rows=0, model="m:1")(
+        {"path": "/predict_batch"}, frame, batch_outputs(1)
+    )
+
+    def failing_submit(record):
+        raise OSError("disk gone")
+
+    BatchCapture(submit=failing_submit, sample_rate=1.0, max_rows=0, model="m:1")(
+        {"path": "/predict_batch"}, frame, batch_outputs(1)
+    )
+    log.close()
+    assert read_records(tmp_path) == []

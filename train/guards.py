@@ -13,12 +13,15 @@ from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .columnar import ARROW_STREAM
+
 logger = logging.getLogger(__name__)
 
 PROBE_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 DOC_PATHS = frozenset({"/", "/docs.json", "/schema.json"})
 DOC_PREFIXES = ("/static_content/",)
 RETRY_AFTER_SECONDS = "1"
+ARROW_MEDIA_TYPE = ARROW_STREAM.encode()
 
 
 async def _respond(send: Send, status: int, body: dict, headers: Iterable = ()) -> None:
@@ -90,8 +93,8 @@ class ApiKeyAuth:
 
 
 class RequestLimits:
-    """Refuses requests beyond `max_in_flight` (503), non-JSON bodies (415) and bodies over
-    `max_body_bytes` (413).
+    """Refuses requests beyond `max_in_flight` (503), bodies over `max_body_bytes` (413),
+    and bodies neither JSON nor, on `arrow_paths`, an Arrow IPC stream (415).
 
     The body is read here, up to the limit, and handed on whole: the APIs read it whole
     anyway. Requests over the in-flight limit are shed at once with Retry-After instead
@@ -99,12 +102,19 @@ class RequestLimits:
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, max_in_flight: int, paths: frozenset[str]
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_in_flight: int,
+        paths: frozenset[str],
+        arrow_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_in_flight = max_in_flight
         self.paths = paths
+        self.arrow_paths = arrow_paths
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -122,10 +132,8 @@ class RequestLimits:
                 [(b"retry-after", RETRY_AFTER_SECONDS.encode())],
             )
             return
-        if not _is_json(scope):
-            await _respond(
-                send, 415, {"error": "send the body as JSON (Content-Type: application/json)"}
-            )
+        if not self._accepts(scope):
+            await _respond(send, 415, {"error": self._accepted_types(scope["path"])})
             return
         self.in_flight += 1
         try:
@@ -143,6 +151,20 @@ class RequestLimits:
             await self.app(scope, _replay(body, receive), send)
         finally:
             self.in_flight -= 1
+
+    def _accepts(self, scope: Scope) -> bool:
+        media_type = media_type_of(scope)
+        if media_type == b"application/json" or media_type.endswith(b"+json"):
+            return True
+        return media_type == ARROW_MEDIA_TYPE and scope["path"] in self.arrow_paths
+
+    def _accepted_types(self, path: str) -> str:
+        if path in self.arrow_paths:
+            return (
+                "send the body as JSON (Content-Type: application/json) or as an Arrow IPC "
+                f"stream (Content-Type: {ARROW_STREAM})"
+            )
+        return "send the body as JSON (Content-Type: application/json)"
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         for name, value in scope.get("headers", []):
@@ -164,13 +186,12 @@ class RequestLimits:
         return b"".join(chunks)
 
 
-def _is_json(scope: Scope) -> bool:
-    """A JSON content type, or none (then JSON is assumed, as BentoML does)."""
+def media_type_of(scope: Scope) -> bytes:
+    """The body's media type; JSON when none is given, as BentoML assumes."""
     for name, value in scope.get("headers", []):
         if name == b"content-type":
-            media_type = value.split(b";")[0].strip().lower()
-            return media_type == b"application/json" or media_type.endswith(b"+json")
-    return True
+            return value.split(b";")[0].strip().lower()
+    return b"application/json"
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -3,19 +3,48 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from .columnar import answer_table, write_table
 from .instances import PredictResponse, Row, to_frame
 from .registry import LoadedModel
 
 logger = logging.getLogger(__name__)
 
 
-Observer = Callable[[str, list, list[dict[str, float]] | None], None]
+# validated instances (tuples in schema order or mappings), or a frame already checked
+Instances = Sequence[Sequence[Any] | Mapping[str, Any]] | pd.DataFrame
+Observer = Callable[[str, "Outputs"], None]
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The model's answer for a batch of rows, as arrays."""
+
+    predictions: np.ndarray
+    probabilities: np.ndarray | None  # classifiers: one column per class, in `classes` order
+    classes: list[str]
+
+    @property
+    def top_probabilities(self) -> np.ndarray | None:
+        return None if self.probabilities is None else self.probabilities.max(axis=1)
+
+    def take(self, rows: np.ndarray) -> Outputs:
+        """The answers for `rows` (indices) only."""
+        probabilities = None if self.probabilities is None else self.probabilities[rows]
+        return Outputs(self.predictions[rows], probabilities, self.classes)
+
+    def probability_dicts(self) -> list[dict[str, float]] | None:
+        if self.probabilities is None:
+            return None
+        classes = self.classes
+        return [dict(zip(classes, row, strict=True)) for row in self.probabilities.tolist()]
 
 
 class Predictor:
@@ -31,7 +60,7 @@ class Predictor:
 
     def warm_up(self) -> None:
         """Answer one prediction from the training reference point, then report ready."""
-        self.predict_frame(pd.DataFrame([self._typical_instance()], columns=self.schema.names))
+        self.outputs(pd.DataFrame([self._typical_instance()], columns=self.schema.names))
         self.ready = True
         logger.info("model %s loaded and warmed up", self.tag)
 
@@ -45,38 +74,50 @@ class Predictor:
                 typical[feature.name] = (feature.categories or [None])[0]
         return typical
 
-    def predict_frame(self, frame: pd.DataFrame) -> tuple[list, list[dict[str, float]] | None]:
+    def outputs(self, frame: pd.DataFrame) -> Outputs:
         if not self._classifier:
-            return self._pipeline.predict(frame).tolist(), None
+            return Outputs(self._pipeline.predict(frame), None, [])
         # one pass through the pipeline: predict() is the most probable class for these models
         matrix = self._pipeline.predict_proba(frame)
-        predictions = self._pipeline.classes_[matrix.argmax(axis=1)].tolist()
-        return predictions, [dict(zip(self._classes, row, strict=True)) for row in matrix.tolist()]
+        return Outputs(self._pipeline.classes_[matrix.argmax(axis=1)], matrix, self._classes)
 
-    def _answer(self, endpoint: str, instances: Sequence[dict[str, Any]]):
-        predictions, probabilities = self.predict_frame(to_frame(instances, self.schema))
+    def frame(self, instances: Instances) -> pd.DataFrame:
+        """Validated instances as the model's frame; a frame read from Arrow is already one."""
+        if isinstance(instances, pd.DataFrame):
+            return instances
+        return to_frame(instances, self.schema)
+
+    def answer(self, instances: Instances, endpoint: str) -> Outputs:
+        """Predict for validated instances (or a checked frame) and record the metrics."""
+        outputs = self.outputs(self.frame(instances))
         if self._observe is not None:
             try:
-                self._observe(endpoint, predictions, probabilities)
+                self._observe(endpoint, outputs)
             except Exception:  # metrics must never fail a prediction
                 logger.exception("recording prediction metrics failed")
-        return predictions, probabilities
+        return outputs
 
-    def predict(
-        self, instances: Sequence[dict[str, Any]], endpoint: str = "/predict_batch"
-    ) -> PredictResponse:
-        predictions, probabilities = self._answer(endpoint, instances)
+    def response(self, outputs: Outputs) -> PredictResponse:
         # built from the model's own output: nothing to validate
         return PredictResponse.model_construct(
-            model=self.tag, predictions=predictions, probabilities=probabilities
+            model=self.tag,
+            predictions=outputs.predictions.tolist(),
+            probabilities=outputs.probability_dicts(),
         )
 
-    def predict_rows(
-        self, instances: Sequence[dict[str, Any]], endpoint: str = "/predict"
-    ) -> list[Row]:
+    def arrow_response(self, outputs: Outputs) -> bytes:
+        """The answer as an Arrow IPC stream, the model's tag in the schema's metadata."""
+        table = answer_table(outputs.predictions, outputs.probabilities, outputs.classes)
+        return write_table(table, {"model": self.tag})
+
+    def predict(self, instances: Instances, endpoint: str = "/predict_batch") -> PredictResponse:
+        return self.response(self.answer(instances, endpoint))
+
+    def predict_rows(self, instances: Instances, endpoint: str = "/predict") -> list[Row]:
         """One answer per instance, for the adaptive batcher to hand back to each request."""
-        predictions, probabilities = self._answer(endpoint, instances)
-        per_row = probabilities or [None] * len(predictions)
+        outputs = self.answer(instances, endpoint)
+        predictions = outputs.predictions.tolist()
+        per_row = outputs.probability_dicts() or [None] * len(predictions)
         return [
             {"model": self.tag, "prediction": p, "probabilities": q}
             for p, q in zip(predictions, per_row, strict=True)

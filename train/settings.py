@@ -112,6 +112,8 @@ class Settings:
     """Directory of the payload log files (one per worker process, rotated)."""
     payload_log_sample_rate: float
     """Share of requests logged, 0 to 1."""
+    payload_log_max_rows: int
+    """Rows logged per /predict_batch request: larger ones log a random sample; 0: all."""
     payload_log_max_bytes: int
     """Size at which a payload log file is rotated."""
     payload_log_backups: int
@@ -157,6 +159,7 @@ class Settings:
                 env.get("PAYLOAD_LOG_DIR", "").strip() or _home_dir(env, "payload-logs")
             ),
             payload_log_sample_rate=_float(env, "PAYLOAD_LOG_SAMPLE_RATE", 1.0, 0.0, 1.0),
+            payload_log_max_rows=_int(env, "PAYLOAD_LOG_MAX_ROWS", 100, minimum=0),
             payload_log_max_bytes=_int(env, "PAYLOAD_LOG_MAX_BYTES", 50 * 2**20),
             payload_log_backups=_int(env, "PAYLOAD_LOG_BACKUPS", 20, minimum=0),
             payload_log_queue=_int(env, "PAYLOAD_LOG_QUEUE", 10_000),

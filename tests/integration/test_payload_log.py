@@ -11,6 +11,7 @@ import requests
 
 from deploy.local import Server
 from monitoring import payloads
+from train.columnar import ARROW_STREAM, write_instances
 from train.data import load_default
 
 pytestmark = pytest.mark.integration
@@ -79,3 +80,33 @@ def test_every_acknowledged_request_is_logged_across_a_graceful_stop(
     assert records[some_id]["model"] == breast_cancer_model.tag
     frame = payloads.to_frame(list(records.values()), breast_cancer_model.schema)
     assert list(frame.columns) == [*breast_cancer_model.schema.names, "prediction"]
+
+
+def test_batches_are_logged_as_a_sample_of_their_rows(bentoml_home, breast_cancer_model, tmp_path):
+    log_dir = tmp_path / "payloads"
+    server = Server(
+        bentoml_home,
+        tmp_path / "serve.log",
+        MODEL_TAG=breast_cancer_model.tag,
+        PAYLOAD_LOG_DIR=str(log_dir),
+        PAYLOAD_LOG_MAX_ROWS="40",
+    )
+    try:
+        server.wait_ready()
+        response = requests.post(
+            f"{server.url}/predict_batch",
+            data=write_instances(FEATURES),
+            headers={"Content-Type": ARROW_STREAM, "X-Request-ID": "arrow-batch"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+    finally:
+        assert server.stop() == 0, server.log()
+    (record,) = payloads.read_records(log_dir)
+    assert record["request_id"] == "arrow-batch" and record["rows"] == len(FEATURES)
+    assert len(record["instances"]) == len(record["predictions"]) == 40
+    answered = response.json()["predictions"]
+    by_values = {tuple(row): i for i, row in enumerate(FEATURES.to_numpy().tolist())}
+    for instance, prediction in zip(record["instances"], record["predictions"], strict=True):
+        row = by_values[tuple(instance[name] for name in FEATURES.columns)]
+        assert prediction == answered[row]

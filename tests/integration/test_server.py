@@ -10,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import bentoml
 import numpy as np
+import pandas as pd
 import pytest
 import requests
 
+from train.columnar import ARROW_STREAM, read_table, write_instances
 from train.data import load_default
 
 pytestmark = pytest.mark.integration
@@ -77,6 +79,74 @@ def test_row_caps_differ_between_predict_and_predict_batch(server):
     assert post(server, "predict_batch", {"instances": too_many}).status_code == 200
 
 
+def post_arrow(server, route: str, frame, accept: str = "application/json"):
+    return requests.post(
+        f"{server.url}/{route}",
+        data=write_instances(frame),
+        headers={"Content-Type": ARROW_STREAM, "Accept": accept},
+        timeout=30,
+    )
+
+
+def test_arrow_bodies_get_the_answer_json_bodies_get(server, breast_cancer_model):
+    frame = FEATURES.iloc[:2_000]
+    from_json = post(server, "predict_batch", {"instances": frame.to_numpy().tolist()}).json()
+    response = post_arrow(server, "predict_batch", frame)
+    assert response.status_code == 200, response.text
+    from_arrow = response.json()
+    assert from_arrow["model"] == breast_cancer_model.tag
+    assert from_arrow["predictions"] == from_json["predictions"]
+    served = [[p["0"], p["1"]] for p in from_arrow["probabilities"]]
+    expected_probabilities = [[p["0"], p["1"]] for p in from_json["probabilities"]]
+    np.testing.assert_allclose(served, expected_probabilities, rtol=1e-9, atol=1e-12)
+
+
+def test_arrow_answers_are_columns_with_the_model_tag(server, breast_cancer_model):
+    frame = FEATURES.iloc[100:400]
+    response = post_arrow(server, "predict_batch", frame, accept=ARROW_STREAM)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == ARROW_STREAM
+    answer = read_table(response.content)
+    assert answer.schema.metadata[b"model"] == breast_cancer_model.tag.encode()
+    predictions, probabilities = expected(breast_cancer_model, frame.to_dict(orient="records"))
+    assert answer.column("prediction").to_pylist() == predictions
+    np.testing.assert_allclose(
+        answer.column("probability_1").to_numpy(), np.array(probabilities)[:, 1], rtol=1e-9
+    )
+
+
+def test_bad_arrow_bodies_are_400s_naming_row_and_feature(server):
+    frame = FEATURES.iloc[:5].copy()
+    frame.iloc[3, 2] = np.inf
+    response = post_arrow(server, "predict_batch", frame)
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert detail == [
+        {
+            "type": "finite_number",
+            "loc": ["instances", 3, str(FEATURES.columns[2])],
+            "msg": "Input should be a finite number",
+            "url": detail[0]["url"],
+        }
+    ]
+    missing = post_arrow(server, "predict_batch", FEATURES.iloc[:5, 1:])
+    assert missing.status_code == 400
+    assert missing.json()["detail"][0]["loc"] == ["instances", str(FEATURES.columns[0])]
+
+
+def test_arrow_bodies_are_for_predict_batch_only(server):
+    response = post_arrow(server, "predict", FEATURES.iloc[:1])
+    assert response.status_code == 415
+    assert "application/json" in response.json()["error"]
+
+
+def test_arrow_row_cap_is_a_422(server):
+    too_many = pd.concat([FEATURES] * 176).iloc[:100_001]  # PREDICT_BATCH_MAX_ROWS + 1
+    response = post_arrow(server, "predict_batch", too_many)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "too many instances in one request"
+
+
 def _with(field: str, value) -> dict:
     return {"instances": [rows(0, 1)[0], {**rows(1, 1)[0], field: value}]}
 
@@ -93,6 +163,11 @@ def _with(field: str, value) -> dict:
         (_with("colour", "red"), ["instances", 1, "colour"], "extra_forbidden"),
         (_with("mean area", [1, 2]), ["instances", 1, "mean area"], "float_type"),
         ({"instances": [[1.0, 2.0]]}, ["instances", 0], "value_error"),
+        (
+            {"instances": [[1.0] * 29 + ["abc"]]},
+            ["instances", 0, str(FEATURES.columns[-1])],
+            "float_parsing",
+        ),
         ({"instances": []}, ["instances"], "too_short"),
         ({"rows": []}, ["instances"], "missing"),
     ],
