@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from train.columnar import answer_table, read_instances, read_table, write_instances, write_table
@@ -137,3 +139,49 @@ def test_answers_as_columns_keep_the_model_tag():
     assert answer.column_names == ["prediction", "probability_0", "probability_1"]
     assert answer.to_pydict()["probability_1"] == [0.8, 0.1]
     assert answer.schema.metadata == {b"model": b"m:1"}
+
+
+def test_a_duplicated_feature_column_is_an_error_not_a_crash():
+    table = pa.Table.from_arrays(
+        [pa.array([1.0]), pa.array([2.0]), pa.array([3.0]), pa.array(["a"])],
+        names=["age", "age", "income level", "city"],
+    )
+    assert errors_of(body(table)) == [{"type": "duplicate_column", "loc": ("instances", "age")}]
+
+
+COLUMN_VALUES = st.one_of(
+    st.lists(st.none() | st.floats(), min_size=1, max_size=4).map(
+        lambda v: pa.array(v, pa.float64())
+    ),
+    st.lists(st.none() | st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=4).map(
+        lambda v: pa.array(v, pa.int64())
+    ),
+    st.lists(st.none() | st.text(max_size=5), min_size=1, max_size=4).map(
+        lambda v: pa.array(v, pa.string())
+    ),
+    st.lists(st.none() | st.booleans(), min_size=1, max_size=4).map(
+        lambda v: pa.array(v, pa.bool_())
+    ),
+    st.lists(st.none(), min_size=1, max_size=4).map(pa.array),
+    st.lists(st.text(max_size=3), min_size=1, max_size=4).map(
+        lambda v: pa.array(v).dictionary_encode()
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    columns=st.lists(
+        st.tuples(st.sampled_from([*SCHEMA.names, "other"]), COLUMN_VALUES), max_size=5
+    ),
+    rows=st.integers(1, 4),
+)
+def test_any_arrow_table_is_read_or_rejected_with_a_validation_error(columns, rows):
+    arrays = [values.slice(0, rows) for _, values in columns]
+    arrays = [a if len(a) == rows else pa.concat_arrays([a] * rows).slice(0, rows) for a in arrays]
+    table = pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
+    try:
+        frame = read_instances(body(table), SCHEMA, max_rows=10)
+    except ValidationError:
+        return
+    assert list(frame.columns) == SCHEMA.names and len(frame) == rows

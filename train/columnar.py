@@ -89,11 +89,14 @@ def _shape_errors(
         }
     names = table.column_names
     expected = set(schema.names)
-    for name in sorted({n for n in names if names.count(n) > 1}):
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    for name in duplicated:
         yield _detail("duplicate_column", "column appears more than once", ("instances", name))
     for feature in schema.features:
         if feature.name not in names:
             yield {"type": "missing", "loc": ("instances", feature.name), "input": None}
+        elif feature.name in duplicated:
+            continue
         elif not _accepted_type(table.schema.field(feature.name).type, feature):
             kind = "float_type" if feature.kind == "numeric" else "string_type"
             yield {"type": kind, "loc": ("instances", feature.name), "input": None}
