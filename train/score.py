@@ -1,34 +1,55 @@
 """Offline batch scoring: a CSV or Parquet file in, predictions out, in bounded memory.
 
-The input is read in chunks, each chunk is checked against the model's schema with
-vectorised checks (the same rules as the API: numbers finite and within ±1e15,
+The input is read with Arrow in chunks, each chunk is checked against the model's schema
+with vectorised checks (the same rules as the API: numbers finite and within ±1e15,
 categories as text, null allowed), good rows are predicted in one call, and bad rows are
-written to an errors file with their line number, column and problem, never dropped
+written to an errors file with their row number, column and problem, never dropped
 silently.
+
+Reading and checking the next chunk (its columns in two threads), and writing the
+previous one, run in background threads while the model predicts the current chunk: Arrow
+and numpy release the GIL, so on two cores most of the I/O hides behind the prediction.
+At most three chunks are in memory at once.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
+from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
 from .instances import MAX_ABS_NUMBER
 from .registry import LoadedModel
-from .schema import FeatureSchema
+from .schema import Feature, FeatureSchema
 
 logger = logging.getLogger(__name__)
 
 ROW_COLUMN = "row"
 PREDICTION_COLUMN = "prediction"
+CSV_SUFFIXES = (".csv",)
+PARQUET_SUFFIXES = (".parquet", ".pq")
+# pandas' default missing-value texts, so a CSV file reads as it did with pandas
+MISSING_TEXTS = (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+)  # fmt: skip
+CSV_BLOCK_BYTES = 1 << 20
+
+Item = TypeVar("Item")
 
 
 class ScoreError(ValueError):
@@ -42,87 +63,375 @@ class ScoreSummary:
     bad_rows: int = 0
 
 
-def _chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+@dataclass
+class CheckedChunk:
+    """One chunk of the input after the checks; rows are numbered from 1 over the file."""
+
+    row_numbers: np.ndarray  # of the rows in `features`
+    features: pd.DataFrame  # every readable row of the chunk, as the model's input
+    good: np.ndarray  # rows that passed every check
+    problems: list[tuple[int, str, str]]  # (row, column, problem), sorted
+    kept: pa.Table  # the --keep columns, every readable row
+    unreadable: int = 0  # rows with the wrong number of fields (CSV), among `problems`
+
+    @property
+    def rows(self) -> int:
+        return len(self.good) + self.unreadable
+
+    @property
+    def scored(self) -> int:
+        return int(np.count_nonzero(self.good))
+
+    @classmethod
+    def of_unreadable(cls, schema: FeatureSchema, rows: list[tuple[int, str]]) -> CheckedChunk:
+        """A chunk of nothing but rows that could not be read."""
+        empty = pd.DataFrame(columns=schema.names)
+        chunk = cls(np.zeros(0, dtype=np.int64), empty, np.zeros(0, dtype=bool), [], pa.table({}))
+        chunk.add_unreadable(rows)
+        return chunk
+
+    def add_unreadable(self, rows: list[tuple[int, str]]) -> None:
+        self.unreadable += len(rows)
+        self.problems = sorted(self.problems + [(row, "", problem) for row, problem in rows])
+
+
+class _RaggedRows:
+    """CSV rows with the wrong number of fields: the reader skips them, they are reported.
+
+    Arrow gives their line numbers only when it parses in one thread.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[int, str]] = []  # (row, problem), in file order
+        self._read = 0  # readable rows numbered so far
+        self._reported = 0  # skipped rows before the last numbered one
+
+    def __call__(self, row: pcsv.InvalidRow) -> str:
+        problem = f"expected {row.expected_columns} fields, found {row.actual_columns}"
+        self._pending.append((row.number - 1, problem))  # the header is line 1
+        return "skip"
+
+    def next_rows(self, count: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """Row numbers of the next `count` readable rows, and the skipped rows up to the last."""
+        read = np.arange(self._read + 1, self._read + count + 1)
+        skipped = np.array([row for row, _ in self._pending], dtype=np.int64)
+        readable_before_each = skipped - self._reported - np.arange(len(skipped))
+        numbers = read + self._reported + np.searchsorted(readable_before_each, read, "right")
+        self._read += count
+        return numbers, self.take_through(numbers[-1] if count else 0)
+
+    def take_through(self, last_row: float) -> list[tuple[int, str]]:
+        taken = [item for item in self._pending if item[0] <= last_row]
+        self._pending = self._pending[len(taken) :]
+        self._reported += len(taken)
+        return taken
+
+
+def _file_type(path: Path) -> str:
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        yield from pd.read_csv(path, chunksize=rows, dtype=str, keep_default_na=True)
-    elif suffix in (".parquet", ".pq"):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            yield batch.to_pandas()
-    else:
-        raise ScoreError(f"{path}: unsupported file type {suffix!r} (use .csv or .parquet)")
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    raise ScoreError(f"{path}: unsupported file type {suffix!r} (use .csv or .parquet)")
 
 
-def _total_rows(path: Path) -> int | None:
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pq.ParquetFile(path).metadata.num_rows
-    return None
+def _column_names(path: Path) -> list[str]:
+    if _file_type(path) == "parquet":
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    with path.open(newline="", encoding="utf-8-sig") as file:
+        return next(csv.reader(file), [])
+
+
+def _batches(
+    path: Path, column_types: dict[str, pa.DataType], rows: int, ragged: _RaggedRows
+) -> Iterator[pa.RecordBatch]:
+    """Batches of the columns in `column_types`; a CSV file's are read as those types."""
+    columns = list(column_types)
+    if _file_type(path) == "parquet":
+        parquet = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering holds the whole file
+        yield from parquet.iter_batches(batch_size=rows, columns=columns)
+        return
+    convert = pcsv.ConvertOptions(
+        include_columns=columns,
+        column_types=column_types,
+        null_values=list(MISSING_TEXTS),
+        strings_can_be_null=True,
+    )
+    read = pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False)
+    parse = pcsv.ParseOptions(invalid_row_handler=ragged)
+    yield from pcsv.open_csv(path, read_options=read, parse_options=parse,
+                             convert_options=convert)  # fmt: skip
+
+
+def _rechunked(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """Tables of exactly `rows` rows (the last one: what is left)."""
+    waiting: list[pa.RecordBatch] = []
+    waiting_rows = 0
+    for batch in batches:
+        waiting.append(batch)
+        waiting_rows += batch.num_rows
+        if waiting_rows < rows:
+            continue
+        table = pa.Table.from_batches(waiting)
+        start = 0
+        while waiting_rows - start >= rows:
+            yield table.slice(start, rows)
+            start += rows
+        waiting = table.slice(start).to_batches()
+        waiting_rows -= start
+    if waiting_rows:
+        yield pa.Table.from_batches(waiting)
+
+
+def _is_number_type(kind: pa.DataType) -> bool:
+    types = pa.types
+    return (
+        types.is_integer(kind)
+        or types.is_floating(kind)
+        or types.is_boolean(kind)
+        or types.is_decimal(kind)
+    )
+
+
+def _is_text_type(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _is_bytes_type(kind: pa.DataType) -> bool:
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    return column.to_numpy(zero_copy_only=False).astype("float64", copy=False)
+
+
+def _parsed_text(column: pa.ChunkedArray) -> np.ndarray | None:
+    """Text parsed as numbers by Arrow; None if some text is not a plain number."""
+    try:
+        values = _floats(pc.cast(column, pa.float64()))
+    except pa.ArrowInvalid:
+        return None
+    if np.count_nonzero(np.isnan(values)) != column.null_count:  # "nan" as text
+        return None
+    return values
+
+
+def numeric_values(column: pa.ChunkedArray) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Floats, NaN where missing or not a number, and (index, problem) for values not a number."""
+    if _is_number_type(column.type):
+        return _floats(column.cast(pa.float64(), safe=False)), []
+    if _is_text_type(column.type) or _is_bytes_type(column.type):
+        values = _parsed_text(column)
+        if values is not None:
+            return values, []
+    if _is_bytes_type(column.type):
+        column = column.cast(pa.string())  # fails on bytes that are not UTF-8
+    # anything else goes through pandas' to_numeric, which names each value it cannot parse
+    raw = column.to_pandas()
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64")
+    not_a_number = np.flatnonzero(raw.notna().to_numpy() & np.isnan(values))
+    return values, [(index, f"not a number: {raw.iloc[index]!r}") for index in not_a_number]
+
+
+def beyond_limits(values: np.ndarray) -> np.ndarray:
+    """Which values are infinite or beyond ±MAX_ABS_NUMBER (missing values are fine)."""
+    if _all_within_limits(values):
+        return np.zeros(len(values), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return ~np.isnan(values) & ~(np.abs(values) <= MAX_ABS_NUMBER)
+
+
+def _all_within_limits(values: np.ndarray) -> bool:
+    """A quick check ignoring NaN (all NaN: False, and the exact check runs)."""
+    if not len(values):
+        return True
+    lowest, highest = np.fmin.reduce(values), np.fmax.reduce(values)
+    return bool(lowest >= -MAX_ABS_NUMBER and highest <= MAX_ABS_NUMBER)
+
+
+def category_values(column: pa.ChunkedArray) -> np.ndarray:
+    """Text, or None where missing; other types as Python's str() of each value."""
+    if _is_text_type(column.type):
+        return column.to_numpy(zero_copy_only=False)
+    raw = column.to_pandas().astype(object)
+    return raw.where(raw.notna(), None).map(lambda v: v if v is None else str(v)).to_numpy()
 
 
 def check_chunk(
-    chunk: pd.DataFrame, schema: FeatureSchema
-) -> tuple[pd.DataFrame, pd.Series, list[tuple[int, str, str]]]:
-    """The chunk as model input, which rows are good, and (row, column, problem) for bad ones."""
-    missing = [name for name in schema.names if name not in chunk.columns]
+    chunk: pa.Table,
+    schema: FeatureSchema,
+    row_numbers: np.ndarray,
+    keep: tuple[str, ...] = (),
+    pool: Executor | None = None,
+) -> CheckedChunk:
+    """The chunk as model input, which rows are good, and (row, column, problem) for bad ones.
+
+    With a `pool`, columns are checked in its threads (parsing numbers from text releases
+    the GIL).
+    """
+    columns: dict[str, np.ndarray] = {}
+    good = np.ones(chunk.num_rows, dtype=bool)
+    problems: list[tuple[int, str, str]] = []
+    checked = (pool.map if pool else map)(
+        lambda feature: _checked_column(chunk.column(feature.name), feature), schema.features
+    )
+    for feature, (values, found) in zip(schema.features, checked, strict=True):
+        columns[feature.name] = values
+        for index, problem in found:
+            good[index] = False
+            problems.append((int(row_numbers[index]), feature.name, problem))
+    return CheckedChunk(
+        row_numbers=row_numbers,
+        features=pd.DataFrame(columns, columns=schema.names),
+        good=good,
+        problems=sorted(problems),
+        kept=chunk.select(list(keep)),
+    )
+
+
+def _checked_column(
+    column: pa.ChunkedArray, feature: Feature
+) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    if feature.kind == "categorical":
+        return category_values(column), []
+    values, problems = numeric_values(column)
+    out_of_range = np.flatnonzero(beyond_limits(values))
+    return values, problems + [(index, "not finite or beyond ±1e15") for index in out_of_range]
+
+
+def _checked_chunks(
+    source: Path, schema: FeatureSchema, keep: tuple[str, ...], rows: int
+) -> Iterator[CheckedChunk]:
+    names = _column_names(source)
+    missing = [name for name in schema.names if name not in names]
     if missing:
         raise ScoreError(f"columns missing from the input: {missing}")
-    columns: dict[str, object] = {}
-    bad = np.zeros(len(chunk), dtype=bool)
-    problems: list[tuple[int, str, str]] = []
-    for feature in schema.features:
-        raw = chunk[feature.name]
-        if feature.kind == "categorical":
-            columns[feature.name] = (
-                raw.astype(object)
-                .where(raw.notna(), None)
-                .map(lambda v: v if v is None else str(v))
-            )
-            continue
-        if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
-            values = raw.to_numpy(dtype="float64")
-            not_a_number = np.zeros(len(raw), dtype=bool)
-        else:
-            values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64")
-            not_a_number = raw.notna().to_numpy() & np.isnan(values)
-        with np.errstate(invalid="ignore"):
-            out_of_range = ~np.isnan(values) & ~(np.abs(values) <= MAX_ABS_NUMBER)
-        for index in chunk.index[not_a_number]:
-            problems.append((index, feature.name, f"not a number: {raw[index]!r}"))
-        for index in chunk.index[out_of_range]:
-            problems.append((index, feature.name, "not finite or beyond ±1e15"))
-        bad |= not_a_number | out_of_range
-        columns[feature.name] = values
-    frame = pd.DataFrame(columns, index=chunk.index, columns=schema.names)
-    return frame, pd.Series(~bad, index=chunk.index), problems
+    missing_keep = [name for name in keep if name not in names]
+    if missing_keep:
+        raise ScoreError(f"--keep columns not in the input: {missing_keep}")
+    ragged = _RaggedRows()
+    tables = _rechunked(_batches(source, _csv_types(schema, keep), rows, ragged), rows)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="score-check") as pool:
+        for table in tables:
+            row_numbers, unreadable = ragged.next_rows(table.num_rows)
+            chunk = check_chunk(table, schema, row_numbers, keep, pool)
+            chunk.add_unreadable(unreadable)
+            yield chunk
+    unreadable_at_the_end = ragged.take_through(np.inf)
+    if unreadable_at_the_end:
+        yield CheckedChunk.of_unreadable(schema, unreadable_at_the_end)
+
+
+def _csv_types(schema: FeatureSchema, keep: tuple[str, ...]) -> dict[str, pa.DataType]:
+    """Every column as text, as pandas read it with dtype=str.
+
+    Numeric features are read as bytes: Arrow parses them as numbers without checking
+    UTF-8 first.
+    """
+    types: dict[str, pa.DataType] = {name: pa.string() for name in [*schema.names, *keep]}
+    for name in schema.numeric:
+        if name not in keep:
+            types[name] = pa.binary()
+    return types
+
+
+def _read_ahead(items: Iterator[Item]) -> Iterator[Item]:
+    """`items`, with the next one produced in a background thread while this one is used."""
+    end = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-reader") as pool:
+        pending = pool.submit(next, items, end)
+        while (item := pending.result()) is not end:
+            pending = pool.submit(next, items, end)
+            yield item
+
+
+def _predictions(model: LoadedModel, features: pd.DataFrame) -> dict[str, np.ndarray]:
+    pipeline = model.pipeline
+    if model.schema.task != "classification":
+        return {PREDICTION_COLUMN: pipeline.predict(features)}
+    matrix = pipeline.predict_proba(features)
+    columns = {PREDICTION_COLUMN: pipeline.classes_[matrix.argmax(axis=1)]}
+    for index, label in enumerate(pipeline.classes_):
+        columns[f"probability_{label}"] = matrix[:, index]
+    return columns
+
+
+def scored_table(model: LoadedModel, chunk: CheckedChunk) -> pa.Table:
+    """Row numbers, kept columns, prediction and class probabilities of the good rows."""
+    all_good = bool(chunk.good.all())
+    features = chunk.features if all_good else chunk.features[chunk.good]
+    kept = chunk.kept if all_good else chunk.kept.filter(pa.array(chunk.good))
+    columns: dict[str, Any] = {ROW_COLUMN: chunk.row_numbers[chunk.good]}
+    columns.update(zip(kept.column_names, kept.columns, strict=True))
+    columns.update(_predictions(model, features))
+    return pa.table(columns)
 
 
 class _Writer:
-    """Appends scored chunks to a CSV or Parquet output."""
+    """Writes scored tables to CSV or Parquet, in order, in a background thread."""
 
     def __init__(self, path: Path) -> None:
+        try:
+            self.file_type = _file_type(path)
+        except ScoreError:
+            raise ScoreError(f"{path}: unsupported output type (use .csv or .parquet)") from None
         self.path = path
-        self.parquet = path.suffix.lower() in (".parquet", ".pq")
-        if not self.parquet and path.suffix.lower() != ".csv":
-            raise ScoreError(f"{path}: unsupported output type (use .csv or .parquet)")
-        self._parquet_writer: pq.ParquetWriter | None = None
-        self._header = True
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-writer")
+        self._pending: Future[None] | None = None
+        self._file: pq.ParquetWriter | pcsv.CSVWriter | None = None
 
-    def write(self, frame: pd.DataFrame) -> None:
-        if not self.parquet:
-            frame.to_csv(self.path, mode="w" if self._header else "a", header=self._header,
-                         index=False)  # fmt: skip
-            self._header = False
-            return
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self._parquet_writer is None:
-            self._parquet_writer = pq.ParquetWriter(self.path, table.schema)
-        self._parquet_writer.write_table(table)
+    def write(self, table: pa.Table) -> None:
+        self._wait()  # one table in flight at most: memory stays bounded
+        self._pending = self._pool.submit(self._write_now, table)
 
     def close(self) -> None:
-        if self._parquet_writer is not None:
-            self._parquet_writer.close()
-        elif self._header:  # nothing written: still leave a valid, empty output
-            pd.DataFrame(columns=[ROW_COLUMN, PREDICTION_COLUMN]).to_csv(self.path, index=False)
+        try:
+            self._wait()
+            if self._file is None:  # nothing written: still leave a valid, empty output
+                empty = pa.schema([(ROW_COLUMN, pa.int64()), (PREDICTION_COLUMN, pa.null())])
+                self._file = self._open(empty)
+            self._file.close()
+        finally:
+            self._pool.shutdown()
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+    def _write_now(self, table: pa.Table) -> None:
+        if self.file_type == "csv":
+            table = _booleans_as_python_text(table)
+        if self._file is None:
+            self._file = self._open(table.schema)
+        self._file.write_table(table)
+
+    def _open(self, schema: pa.Schema) -> pq.ParquetWriter | pcsv.CSVWriter:
+        if self.file_type == "csv":
+            return pcsv.CSVWriter(self.path, schema)
+        return pq.ParquetWriter(self.path, schema, use_dictionary=_dictionary_columns(schema))
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary encoding: labels and text, not row numbers nor floats.
+
+    Encoding distinct numbers costs about twice the rest of the write, for a larger file.
+    """
+    return [
+        field.name
+        for field in schema
+        if field.name != ROW_COLUMN and not pa.types.is_floating(field.type)
+    ]
+
+
+def _booleans_as_python_text(table: pa.Table) -> pa.Table:
+    """True/False rather than Arrow's true/false, so labels match `probability_True`."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_boolean(field.type):
+            text = pc.if_else(table.column(index), "True", "False")
+            table = table.set_column(index, field.name, text)
+    return table
 
 
 def score_file(
@@ -135,52 +444,50 @@ def score_file(
     keep: tuple[str, ...] = (),
     progress: bool = True,
 ) -> ScoreSummary:
-    """Score `source` into `target`; bad rows go to `errors` (CSV: line, column, problem).
+    """Score `source` into `target`; bad rows go to `errors` (CSV: row, column, problem).
 
     `row` in both outputs is the 1-based data row (for a CSV file, line `row + 1`).
     """
     if not source.is_file():
         raise ScoreError(f"{source}: no such file")
-    schema = model.schema
-    classes = [str(c) for c in getattr(model.pipeline, "classes_", [])]
-    classifier = schema.task == "classification"
+    _file_type(source)
     summary = ScoreSummary()
     writer = _Writer(target)
     with (
+        # one BLAS thread: the model's small products gain little from a second one, and
+        # it would spin on the core that reads and writes
+        _thread_pools().limit(limits=1, user_api="blas"),
         errors.open("w", newline="") as error_file,
         tqdm(total=_total_rows(source), unit="rows", disable=not progress, desc="scoring") as bar,
     ):
         error_csv = csv.writer(error_file)
         error_csv.writerow([ROW_COLUMN, "column", "problem"])
         try:
-            for chunk in _chunks(source, chunk_rows):
-                chunk = chunk.reset_index(drop=True)
-                chunk.index = chunk.index + summary.rows + 1
-                missing_keep = [c for c in keep if c not in chunk.columns]
-                if missing_keep:
-                    raise ScoreError(f"--keep columns not in the input: {missing_keep}")
-                frame, good, problems = check_chunk(chunk, schema)
-                for row, column, problem in sorted(problems):
-                    error_csv.writerow([row, column, problem])
-                scored = frame[good]
-                out = pd.DataFrame({ROW_COLUMN: scored.index})
-                for column in keep:
-                    out[column] = chunk.loc[good, column].to_numpy()
-                if len(scored):
-                    if classifier:
-                        matrix = model.pipeline.predict_proba(scored)
-                        out[PREDICTION_COLUMN] = model.pipeline.classes_[matrix.argmax(axis=1)]
-                        for index, label in enumerate(classes):
-                            out[f"probability_{label}"] = matrix[:, index]
-                    else:
-                        out[PREDICTION_COLUMN] = model.pipeline.predict(scored)
-                    writer.write(out)
-                summary.rows += len(chunk)
-                summary.scored += len(scored)
-                summary.bad_rows += int((~good).sum())
-                bar.update(len(chunk))
-        except (pd.errors.ParserError, pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            for chunk in _read_ahead(_checked_chunks(source, model.schema, keep, chunk_rows)):
+                error_csv.writerows(chunk.problems)
+                if chunk.scored:
+                    writer.write(scored_table(model, chunk))
+                summary.rows += chunk.rows
+                summary.scored += chunk.scored
+                summary.bad_rows += chunk.rows - chunk.scored
+                bar.update(chunk.rows)
+        except (pa.ArrowInvalid, UnicodeDecodeError, csv.Error) as exc:
             raise ScoreError(f"{source}: cannot read: {exc}") from exc
         finally:
             writer.close()
     return summary
+
+
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    """The loaded native thread pools; finding them takes tens of milliseconds."""
+    return ThreadpoolController()
+
+
+def _total_rows(path: Path) -> int | None:
+    if _file_type(path) == "parquet":
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except pa.ArrowInvalid as exc:
+            raise ScoreError(f"{path}: cannot read: {exc}") from exc
+    return None
