@@ -23,6 +23,7 @@ from train.api_inputs import accepts_arrow, instances_input
 from train.columnar import ARROW_STREAM
 from train.guards import ApiKeyAuth, ErrorShapes, RequestLimits, RequireReady, parse_api_keys
 from train.instances import PredictResponse, RowsEnvelope, instances_field
+from train.memory import start_heap_trimmer
 from train.predictor import Predictor
 from train.settings import settings
 
@@ -90,6 +91,8 @@ class TabularModel:
         # from scanning it again and again (full collections were the p99 latency spikes).
         gc.collect()
         gc.freeze()
+        # large requests leave freed memory in the C heap: give it back once idle
+        self.heap_trimmer = start_heap_trimmer()
 
     def _load(self) -> None:
         loaded = registry.load_stored(self.bento_model)
@@ -115,6 +118,8 @@ class TabularModel:
     def stop_background_work(self) -> None:
         if self.drift is not None:
             self.drift.shutdown()
+        if self.heap_trimmer is not None:
+            self.heap_trimmer.stop()
         PAYLOAD_LOG.close()
 
     def __is_ready__(self) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVICE = "service:TabularModel"
 
 
 def free_port() -> int:
@@ -83,13 +84,23 @@ class Server(ServerCommand):
     silently break the metrics of any other server running from the same home.
     """
 
-    def __init__(self, models_home: Path, log_path: Path, **env: str) -> None:
+    def __init__(
+        self,
+        models_home: Path,
+        log_path: Path,
+        *,
+        service: str = SERVICE,
+        working_dir: Path | None = None,
+        **env: str,
+    ) -> None:
+        """`service` and `working_dir` serve another copy of the service (benchmarks)."""
         self.home = log_path.parent / f"{log_path.stem}-bentoml-home"
         self.home.mkdir(parents=True, exist_ok=True)
         (models_home / "models").mkdir(parents=True, exist_ok=True)
         if not (self.home / "models").exists():
             (self.home / "models").symlink_to((models_home / "models").resolve())
         bentoml = Path(sys.executable).with_name("bentoml")
-        argv = [str(bentoml), "serve", "service:TabularModel", "--host", "127.0.0.1",
-                "--port", "{port}"]  # fmt: skip
+        argv = [str(bentoml), "serve", service, "--host", "127.0.0.1", "--port", "{port}"]
+        if working_dir is not None:
+            argv += ["--working-dir", str(working_dir)]
         super().__init__(argv, log_path, {"BENTOML_HOME": str(self.home), **env})

@@ -19,8 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from train.settings import Settings
 
 from . import runs
@@ -107,6 +105,9 @@ class DriftSchedule:
         self.job = job
         self.interval_minutes = interval_minutes
         self.on_result = on_result
+        # imported here: the service imports this module in processes that never schedule
+        from apscheduler.schedulers.background import BackgroundScheduler
+
         self._scheduler = BackgroundScheduler(daemon=True, timezone=UTC)
 
     def run_once(self) -> dict[str, Any] | None:

@@ -4,6 +4,9 @@ A version's lifecycle lives in its BentoML labels, so `bentoml models list` and
 `bentoml models get` show it: `stage` is `candidate` when registered, `production` once
 promoted, `archived` when another version is promoted, `rolled_back` when rolled back;
 `promoted_at` orders promotions so a rollback knows which version came before.
+
+`bentoml serve` imports this module in its supervisor process, which only reads model
+metadata: scikit-learn and joblib are imported where a pipeline is saved or loaded.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
-import joblib
 import pandas as pd
 from bentoml.exceptions import NotFound
-from sklearn.pipeline import Pipeline
 
 from .schema import FeatureSchema
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +61,8 @@ def save(
     metadata: dict[str, Any],
 ) -> str:
     """Register a trained pipeline with its schema and reference sample; returns the tag."""
+    import joblib
+
     with bentoml.models.create(
         name,
         labels={"stage": CANDIDATE, **labels},
@@ -185,6 +191,8 @@ def load_stored(model: bentoml.Model) -> LoadedModel:
     if "schema" not in metadata:
         raise RegistryError(f"{model.tag} has no feature schema; it was not registered by train")
     schema = FeatureSchema.from_metadata(metadata["schema"])
+    import joblib
+
     try:
         pipeline = joblib.load(model.path_of(PIPELINE_FILE))
     except Exception as exc:  # a truncated or foreign file fails in many ways
