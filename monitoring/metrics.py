@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from train.predictor import Outputs
 
 SCORE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
-SCORES_PER_CALL = 1_000
+# each observation is several writes to the multiprocess files: a sample is enough
+SCORES_PER_CALL = 100
 
 
 def value_buckets(model: LoadedModel) -> tuple[float, ...]:

@@ -35,6 +35,9 @@ def read_instances(body: bytes, schema: FeatureSchema, max_rows: int) -> pd.Data
     errors = list(_value_errors(table, schema, columns))
     if errors:
         raise ValidationError.from_exception_data(TITLE, errors[:MAX_REPORTED_ERRORS])
+    if not schema.categorical:  # one float block, as a frame built from a matrix has
+        matrix = np.column_stack([columns[name] for name in schema.names])
+        return pd.DataFrame(matrix, columns=schema.names)
     return pd.DataFrame(columns, columns=schema.names)
 
 
