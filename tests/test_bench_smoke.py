@@ -18,6 +18,7 @@ from bench.harness import QUICK, plan_points
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = {"ours", "fastapi", "default_bento"}
+ARROW = "ours_arrow"  # ours' server again, with Arrow batch bodies: batch points only
 
 # wrk's report as printed: one-letter units are padded with a trailing space ("1.20s ")
 WRK_SECONDS = "\n".join(
@@ -93,12 +94,12 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.timeout(400)
 def test_quick_run_measures_every_system_at_every_point(results: Path) -> None:
     data = json.loads((results / "serving.json").read_text())
-    assert set(data["systems"]) == SYSTEMS
+    assert set(data["systems"]) == {*SYSTEMS, ARROW}
     measured = {(p["kind"], p["rows"], p["concurrency"], p["system"]): p for p in data["points"]}
     expected = {
         (point.kind, point.rows, point.concurrency, system)
         for point in plan_points(QUICK)
-        for system in SYSTEMS
+        for system in (SYSTEMS | {ARROW} if point.kind == "batch" else SYSTEMS)
     }
     assert set(measured) == expected
     for key, point in measured.items():
@@ -112,11 +113,16 @@ def test_quick_run_measures_every_system_at_every_point(results: Path) -> None:
 def test_quick_run_reports_ratios_raw_speed_cold_start_and_memory(results: Path) -> None:
     data = json.loads((results / "serving.json").read_text())
     baselines = {(r["system"], r["baseline"]) for r in data["ratios"]}
-    assert baselines == {("ours", "fastapi"), ("ours", "default_bento")}
+    assert baselines == {
+        (ours, baseline) for ours in ("ours", ARROW) for baseline in ("fastapi", "default_bento")
+    }
     assert all(r["throughput_ratio"] > 0 for r in data["ratios"])
     assert {r["batch"] for r in data["raw"]} >= {1, 256}
+    assert {r["system"] for r in data["batch_vs_raw"]} == {"ours", ARROW}
     assert all(r["fraction"] > 0 for r in data["batch_vs_raw"])
-    for system in data["systems"].values():
+    assert "memory_idle" not in data["systems"][ARROW]  # no server of its own
+    for key in SYSTEMS:
+        system = data["systems"][key]
         assert system["cold_start_median_s"] > 0
         assert all(mib > 0 for mib in system["memory_after_load"]["per_worker_mib"])
     assert data["machine"]["cores"] >= 1
