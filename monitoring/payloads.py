@@ -1,11 +1,12 @@
 """Payload log: every sampled prediction request as one JSON line in rotating files.
 
-The request path only copies the raw request and response bodies into a bounded queue;
-a background thread (the standard library's QueueListener) writes them, as sent and
-unparsed, through a RotatingFileHandler; readers (`read_records`) name the features.
-A full queue drops the record and counts it, so a slow or failing disk never slows or
-fails a prediction. `close()` drains the queue. Each process writes its own file, so
-several workers never interleave lines.
+The request path only puts a record in a bounded queue: the raw request and response
+bodies of a `/predict` call (`Exchange`), or a sample of a batch's rows with their
+answers (`SampledRows`). A background thread (the standard library's QueueListener)
+turns each into a line and writes it through a RotatingFileHandler; readers
+(`read_records`) name the features. A full queue drops the record and counts it, so a
+slow or failing disk never slows or fails a prediction. `close()` drains the queue.
+Each process writes its own file, so several workers never interleave lines.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ class _LineFileHandler(RotatingFileHandler):
 
     def __init__(self, path: Path, feature_names: Sequence[str], **rotation: Any) -> None:
         super().__init__(path, mode="ab", delay=True, **rotation)
-        # the base class switches to text mode whenever it is to rotate
+        # the base class forces text mode ('a') when it rotates by size
         self.mode, self.encoding = "ab", None
         self._features = json.dumps(list(feature_names), separators=(",", ":")).encode()
 
