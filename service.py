@@ -137,9 +137,9 @@ class TabularModel:
     def predict(self, instances: Instances) -> RowsEnvelope:
         return self.predictor.predict_rows(instances)
 
-    # A JSON or Arrow body, answered in JSON or, when the client accepts it, Arrow.
     @bentoml.api(input_spec=BatchInput)
     def predict_batch(self, instances: BatchInstances, ctx: bentoml.Context) -> PredictResponse:
+        """Many instances in one call. Also Arrow: application/vnd.apache.arrow.stream."""
         frame = self.predictor.frame(instances)
         outputs = self.predictor.answer(frame, "/predict_batch")
         self.capture_batch(ctx.request.scope, frame, outputs)
