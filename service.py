@@ -22,9 +22,9 @@ from train import registry
 from train.api_inputs import accepts_arrow, instances_input
 from train.columnar import ARROW_STREAM
 from train.guards import ApiKeyAuth, ErrorShapes, RequestLimits, RequireReady, parse_api_keys
-from train.instances import PredictResponse, RowsEnvelope, instances_field
+from train.instances import PredictResponse, RowsEnvelope
 from train.memory import start_heap_trimmer
-from train.predictor import Predictor
+from train.predictor import Instances, Predictor
 from train.settings import settings
 
 logger = logging.getLogger("service")
@@ -33,9 +33,8 @@ SETTINGS = settings()
 API_PATHS = frozenset({"/predict", "/predict_batch"})
 # Resolved without loading: a server whose model is missing or broken stays up, unready.
 CHOICE = registry.choose_served(SETTINGS.model_name, SETTINGS.model_tag)
-Instances = instances_field(CHOICE.schema, SETTINGS.predict_max_rows)
-BatchInstances = instances_field(CHOICE.schema, SETTINGS.predict_batch_max_rows)
-# the same fields, plus error locations named by feature and, for batches, Arrow bodies
+# `{"instances": [...]}` validated against the schema, errors named by feature;
+# batches may also come as Arrow streams
 PredictInput = instances_input(CHOICE.schema, SETTINGS.predict_max_rows)
 BatchInput = instances_input(CHOICE.schema, SETTINGS.predict_batch_max_rows, reads_arrow=True)
 PAYLOAD_LOG = PayloadLog(
@@ -138,7 +137,7 @@ class TabularModel:
         return self.predictor.predict_rows(instances)
 
     @bentoml.api(input_spec=BatchInput)
-    def predict_batch(self, instances: BatchInstances, ctx: bentoml.Context) -> PredictResponse:
+    def predict_batch(self, instances: Instances, ctx: bentoml.Context) -> PredictResponse:
         """Many instances in one call. Also Arrow: application/vnd.apache.arrow.stream."""
         frame = self.predictor.frame(instances)
         outputs = self.predictor.answer(frame, "/predict_batch")

@@ -4,6 +4,7 @@ Used by the integration tests, the benchmarks and the rollout rehearsal."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -14,8 +15,20 @@ from pathlib import Path
 
 import requests
 
+logger = logging.getLogger(__name__)
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = "service:TabularModel"
+
+
+def wait_or_kill(process: subprocess.Popen, timeout: float, name: str) -> int:
+    """Wait for a process started in its own group; past `timeout` seconds, kill the group."""
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        logger.warning("%s still running after %ss; killing pid %d", name, timeout, process.pid)
+        os.killpg(process.pid, signal.SIGKILL)
+        return process.wait()
 
 
 def free_port() -> int:
@@ -67,11 +80,7 @@ class ServerCommand:
     def stop(self, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            wait_or_kill(self.process, timeout, "server")
         self._log.close()
         return self.process.returncode
 

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .local import wait_or_kill
+
 logger = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).resolve().parent / "nginx" / "rehearsal.conf.template"
@@ -237,12 +239,5 @@ class Nginx:
                     "nginx -s quit failed (%s); signalling pid %d", exc, self.process.pid
                 )
                 os.killpg(self.process.pid, signal.SIGQUIT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning(
-                    "nginx still running after %ss; killing pid %d", timeout, self.process.pid
-                )
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            wait_or_kill(self.process, timeout, "nginx")
         return self.process.returncode

@@ -11,6 +11,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .local import wait_or_kill
+
 logger = logging.getLogger(__name__)
 
 
@@ -137,14 +139,7 @@ class Wrk:
             return None
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning(
-                    "wrk still running after %ss; killing pid %d", timeout, self.process.pid
-                )
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            wait_or_kill(self.process, timeout, "wrk")
         return self.process.returncode
 
     def summary(self) -> WrkSummary:

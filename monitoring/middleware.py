@@ -102,7 +102,7 @@ class BatchCapture:
         self._random = np.random.default_rng()
 
     def __call__(self, scope: Scope, frame: pd.DataFrame, outputs: Outputs) -> None:
-        if self.sample_rate <= 0 or random.random() >= self.sample_rate:
+        if self.sample_rate <= 0 or self._random.random() >= self.sample_rate:
             return
         try:
             rows = len(frame)

@@ -14,18 +14,9 @@ from pydantic import ValidationError
 
 from train.columnar import answer_table, read_instances, read_table, write_instances, write_table
 from train.instances import to_frame
-from train.schema import Feature, FeatureSchema
 
-SCHEMA = FeatureSchema(
-    features=[
-        Feature(name="age", kind="numeric", min=18, max=90),
-        Feature(name="income level", kind="numeric", min=0, max=1e6),
-        Feature(name="city", kind="categorical", categories=["lyon", "paris"]),
-    ],
-    target="churned",
-    task="classification",
-    classes=[0, 1],
-)
+from .test_instances import SCHEMA
+
 FRAME = pd.DataFrame(
     {
         "age": [40.0, None, 31.0],

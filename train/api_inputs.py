@@ -14,12 +14,9 @@ from pydantic import ValidationError, create_model
 from starlette.requests import Request
 
 from .columnar import ARROW_STREAM, read_instances
+from .guards import ARROW_MEDIA_TYPE, media_type_of
 from .instances import instances_field, locate_errors
 from .schema import FeatureSchema
-
-
-def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
 
 
 def accepts_arrow(request: Request) -> bool:
@@ -38,7 +35,8 @@ class InstancesInput(bentoml.IODescriptor):
     @classmethod
     async def from_http_request(cls, request: Request, serde: Any) -> Any:
         schema = cls.feature_schema
-        if cls.reads_arrow and schema is not None and media_type(request) == ARROW_STREAM:
+        is_arrow = media_type_of(request.scope) == ARROW_MEDIA_TYPE
+        if cls.reads_arrow and schema is not None and is_arrow:
             frame = read_instances(await request.body(), schema, cls.max_rows)
             return cls.model_construct(instances=frame)  # checked column by column above
         try:

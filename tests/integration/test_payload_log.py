@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,16 +20,19 @@ pytestmark = pytest.mark.integration
 FEATURES, _ = load_default()
 
 
+def logging_server(home, model, tmp_path, **env: str) -> tuple[Server, Path]:
+    """A server of `model` with its payload log in `tmp_path / "payloads"`."""
+    log_dir = tmp_path / "payloads"
+    server = Server(
+        home, tmp_path / "serve.log", MODEL_TAG=model.tag, PAYLOAD_LOG_DIR=str(log_dir), **env
+    )
+    return server, log_dir
+
+
 def test_every_acknowledged_request_is_logged_across_a_graceful_stop(
     bentoml_home, breast_cancer_model, tmp_path
 ):
-    log_dir = tmp_path / "payloads"
-    server = Server(
-        bentoml_home,
-        tmp_path / "serve.log",
-        MODEL_TAG=breast_cancer_model.tag,
-        PAYLOAD_LOG_DIR=str(log_dir),
-    )
+    server, log_dir = logging_server(bentoml_home, breast_cancer_model, tmp_path)
     acknowledged: dict[str, tuple[str, int]] = {}
     lock = threading.Lock()
     stop = threading.Event()
@@ -83,13 +87,8 @@ def test_every_acknowledged_request_is_logged_across_a_graceful_stop(
 
 
 def test_batches_are_logged_as_a_sample_of_their_rows(bentoml_home, breast_cancer_model, tmp_path):
-    log_dir = tmp_path / "payloads"
-    server = Server(
-        bentoml_home,
-        tmp_path / "serve.log",
-        MODEL_TAG=breast_cancer_model.tag,
-        PAYLOAD_LOG_DIR=str(log_dir),
-        PAYLOAD_LOG_MAX_ROWS="40",
+    server, log_dir = logging_server(
+        bentoml_home, breast_cancer_model, tmp_path, PAYLOAD_LOG_MAX_ROWS="40"
     )
     try:
         server.wait_ready()
