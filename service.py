@@ -1,71 +1,61 @@
-"""The BentoML service: model reference, request types, APIs and HTTP guards.
+"""The BentoML service: the model reference, the APIs and the middleware stack.
 
-Logic lives in train/ and monitoring/; this file only wires them together.
+Logic lives in serving/ (the request path) and model/ (schema, store, settings); this
+file only wires them together.
 """
 
 import gc
 import logging
+from typing import Any
 
 import bentoml
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 
-from monitoring.access_log import AccessLog, configure_access_logger, quiet_client_errors
-from monitoring.http import drift_routes
-from monitoring.metrics import ModelMetrics, value_buckets
-from monitoring.middleware import BatchCapture, PayloadCapture
-from monitoring.payloads import PayloadLog
-from monitoring.schedule import start_drift_schedule
-from train import registry
-from train.api_inputs import accepts_arrow, instances_input
-from train.columnar import ARROW_STREAM
-from train.guards import ApiKeyAuth, ErrorShapes, RequestLimits, RequireReady, parse_api_keys
-from train.instances import PredictResponse, RowsEnvelope
-from train.memory import start_heap_trimmer
-from train.predictor import Instances, Predictor
-from train.settings import settings
+from model import store
+from model.settings import settings
+from serving.access_log import configure_access_logger, quiet_client_errors
+from serving.app import middleware_stack
+from serving.capture import BatchCapture
+from serving.drift_schedule import start_drift_schedule
+from serving.guards import parse_api_keys
+from serving.heap import start_heap_trimmer
+from serving.inputs import instances_input
+from serving.media import ARROW_STREAM, accepts_arrow
+from serving.metrics import ModelMetrics, value_buckets
+from serving.payload_log import PayloadLog
+from serving.responses import PredictResponse, RowsEnvelope
+from serving.routes import info_app
+from serving.runtime import Instances, Predictor
 
 logger = logging.getLogger("service")
 
 SETTINGS = settings()
-API_PATHS = frozenset({"/predict", "/predict_batch"})
+SERVING = SETTINGS.serving
 # Resolved without loading: a server whose model is missing or broken stays up, unready.
-CHOICE = registry.choose_served(SETTINGS.model_name, SETTINGS.model_tag)
+CHOICE = store.choose_served(SETTINGS.model.name, SETTINGS.model.tag)
 # `{"instances": [...]}` validated against the schema, errors named by feature;
 # batches may also come as Arrow streams
-PredictInput = instances_input(CHOICE.schema, SETTINGS.predict_max_rows)
-BatchInput = instances_input(CHOICE.schema, SETTINGS.predict_batch_max_rows, reads_arrow=True)
+PredictInput = instances_input(CHOICE.schema, SERVING.predict_max_rows)
+BatchInput = instances_input(CHOICE.schema, SERVING.predict_batch_max_rows, reads_arrow=True)
 PAYLOAD_LOG = PayloadLog(
-    max_bytes=SETTINGS.payload_log_max_bytes,
-    backups=SETTINGS.payload_log_backups,
-    queue_size=SETTINGS.payload_log_queue,
+    max_bytes=SETTINGS.payload_log.max_bytes,
+    backups=SETTINGS.payload_log.backups,
+    queue_size=SETTINGS.payload_log.queue_size,
 )
 
 
-async def model_info(_: Request) -> JSONResponse:
+def model_info() -> dict[str, Any] | str:
     service = bentoml.get_current_service()
-    if service.predictor is None:
-        return JSONResponse({"error": service.problem}, status_code=503)
-    return JSONResponse(service.predictor.info())
+    return service.problem if service.predictor is None else service.predictor.info()
 
 
-info_app = Starlette(
-    routes=[
-        Route("/model", model_info, methods=["GET"]),
-        *drift_routes(SETTINGS.drift_report_dir),
-    ]
-)
-
-
-@bentoml.asgi_app(info_app, path="/")
+@bentoml.asgi_app(info_app(model_info, SETTINGS.drift.report_dir), path="/")
 @bentoml.service(
-    workers=SETTINGS.workers,
+    workers=SERVING.workers,
     traffic={"timeout": 60},
-    logging={"access": {"enabled": False}},  # replaced by monitoring.access_log
+    logging={"access": {"enabled": False}},  # replaced by serving.access_log
     # without an exporter, spans only cost time (TRACING=on to keep them)
-    tracing={"excluded_urls": [] if SETTINGS.tracing else [".*"]},
+    tracing={"excluded_urls": [] if SERVING.tracing else [".*"]},
 )
 class TabularModel:
     if CHOICE.problem is None:  # `bentoml serve` refuses to start on a missing model reference
@@ -94,19 +84,19 @@ class TabularModel:
         self.heap_trimmer = start_heap_trimmer()
 
     def _load(self) -> None:
-        loaded = registry.load_stored(self.bento_model)
+        loaded = store.load_stored(self.bento_model)
         if loaded.schema != CHOICE.schema:
-            raise registry.RegistryError("its schema changed after the service started")
+            raise store.RegistryError("its schema changed after the service started")
         self.metrics = ModelMetrics(loaded.tag, loaded.labels, value_buckets(loaded))
         predictor = Predictor(loaded, observe=self.metrics.observe)
         predictor.warm_up()
         self.predictor = predictor
-        if SETTINGS.payload_log:
-            PAYLOAD_LOG.start(SETTINGS.payload_log_dir, loaded.schema.names)
+        if SETTINGS.payload_log.enabled:
+            PAYLOAD_LOG.start(SETTINGS.payload_log.directory, loaded.schema.names)
         self.capture_batch = BatchCapture(
             submit=PAYLOAD_LOG.submit,
-            sample_rate=SETTINGS.payload_log_sample_rate if SETTINGS.payload_log else 0.0,
-            max_rows=SETTINGS.payload_log_max_rows,
+            sample_rate=SETTINGS.payload_log.effective_sample_rate,
+            max_rows=SETTINGS.payload_log.max_rows,
             model=loaded.tag,
         )
         # the drift job runs in the first worker only, when DRIFT_INTERVAL_MINUTES is set
@@ -126,11 +116,11 @@ class TabularModel:
 
     # Concurrent requests are merged into one model call of up to BATCH_MAX_SIZE rows.
     # The latency budget is wide on purpose: the batcher answers 503 to requests it
-    # predicts will miss it, and 64 queued clients on 2 cores wait tens of ms (README).
+    # predicts will miss it, and 64 queued clients on 2 cores wait tens of ms (docs/api.md).
     @bentoml.api(
         batchable=True,
-        max_batch_size=SETTINGS.max_batch_size,
-        max_latency_ms=SETTINGS.max_latency_ms,
+        max_batch_size=SERVING.max_batch_size,
+        max_latency_ms=SERVING.max_latency_ms,
         input_spec=PredictInput,
     )
     def predict(self, instances: Instances) -> RowsEnvelope:
@@ -147,32 +137,14 @@ class TabularModel:
         return self.predictor.response(outputs)
 
 
-# Outermost first: every request gets an id and an access-log line, then auth, limits,
-# readiness, error shapes, and payload capture next to the APIs.
+def _problem() -> str | None:
+    return getattr(bentoml.get_current_service(), "problem", "starting")
+
+
 quiet_client_errors()
-if SETTINGS.access_log:
+if SERVING.access_log:
     configure_access_logger()
-    TabularModel.add_asgi_middleware(AccessLog)
-API_KEYS = parse_api_keys(SETTINGS.api_keys.reveal())
-if not API_KEYS:
+if not parse_api_keys(SERVING.api_keys.reveal()):
     logger.warning("API_KEYS is empty: prediction and model routes accept any caller")
-TabularModel.add_asgi_middleware(ApiKeyAuth, keys=API_KEYS)
-TabularModel.add_asgi_middleware(
-    RequestLimits,
-    max_body_bytes=SETTINGS.max_body_bytes,
-    max_in_flight=SETTINGS.max_in_flight,
-    paths=API_PATHS,
-    arrow_paths=frozenset({"/predict_batch"}),
-)
-TabularModel.add_asgi_middleware(
-    RequireReady,
-    paths=API_PATHS,
-    problem=lambda: getattr(bentoml.get_current_service(), "problem", "starting"),
-)
-TabularModel.add_asgi_middleware(ErrorShapes, paths=API_PATHS)
-TabularModel.add_asgi_middleware(
-    PayloadCapture,
-    paths=frozenset({"/predict"}),  # /predict_batch logs a sample of its rows (BatchCapture)
-    submit=PAYLOAD_LOG.submit,
-    sample_rate=SETTINGS.payload_log_sample_rate if SETTINGS.payload_log else 0.0,
-)
+for layer in middleware_stack(SETTINGS, problem=_problem, submit=PAYLOAD_LOG.submit):
+    TabularModel.add_asgi_middleware(layer.middleware, **layer.options)

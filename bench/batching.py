@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from deploy.local import ROOT, Server
+from bench.local import ROOT, Server
 from train.data import load_default
 from train.training import TrainConfig, train
 

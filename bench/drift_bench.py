@@ -32,8 +32,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model.schema import Feature, FeatureSchema
 from monitoring.drift import DriftResult, compute_drift, default_workers
-from train.schema import Feature, FeatureSchema
 
 SHAPES = ("normal", "lognormal", "uniform", "poisson", "binary")
 

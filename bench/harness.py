@@ -35,8 +35,9 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from deploy.local import ROOT
-from train.columnar import ARROW_STREAM, write_instances
+from bench.local import ROOT
+from serving.arrow_bodies import write_instances
+from serving.media import ARROW_STREAM
 
 from . import processes, report, systems, wrk
 from .processes import ServerProcess
@@ -316,7 +317,7 @@ def machine_info() -> dict[str, Any]:
 
 def prepare_model(model: str | None, work: Path) -> tuple[str, Path]:
     """The tag to serve and the BENTOML_HOME that holds it."""
-    from train import registry
+    from model import store as registry
 
     if model:
         home = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
@@ -608,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"load average at start: {machine['load_average_start']}", flush=True)
     with work_dir(args.keep_work) as work:
         tag, home = prepare_model(args.model, work)
-        from train import registry
+        from model import store as registry
 
         loaded = registry.load(tag)
         names = loaded.schema.names

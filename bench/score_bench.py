@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from train import registry
+from model import store as registry
 from train.data import load_default
 from train.score import score_file
 from train.training import TrainConfig, train

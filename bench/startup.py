@@ -32,7 +32,7 @@ from typing import Any
 
 import psutil
 
-from deploy.local import SERVICE, Server
+from bench.local import SERVICE, Server
 
 from . import harness, processes
 from .processes import ServerProcess
@@ -168,7 +168,7 @@ def cold_starts(systems: list[System], count: int, work: Path) -> dict[str, list
 
 
 def request_scripts(tag: str, work: Path, sizes: Sequence[int]) -> dict[int, Path]:
-    from train import registry
+    from model import store as registry
 
     names = registry.load(tag).schema.names
     rows = harness.sample_rows(registry.load_reference(tag), names, max(sizes))

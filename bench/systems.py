@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local import Server
-from deploy.local import ServerCommand as Command
+from bench.local import Server
+from bench.local import ServerCommand as Command
 
 from .processes import ServerProcess
 

@@ -120,21 +120,24 @@ def packaged_files(config: dict[str, Any]) -> list[Path]:
 
 def served_model_tag() -> str:
     """The model the service would package now (MODEL_TAG, else MODEL_NAME's promoted one)."""
-    from train import registry
-    from train.settings import settings
+    from model import store as registry
+    from model.settings import settings
 
     current = settings()
     try:
-        return registry.resolve_tag(current.model_name, current.model_tag)
+        return registry.resolve_tag(current.model.name, current.model.tag)
     except registry.RegistryError as exc:
         raise ToolError(str(exc)) from exc
 
 
 def source_digest(model_tag: str) -> str:
-    """A digest of what a Bento is built from: bentofile, packaged files, template, model."""
+    """A digest of what a Bento is built from: bentofile, lock, packaged files, template, model."""
     config = bentofile()
     digest = hashlib.sha256(f"model={model_tag}\n".encode())
     extra = [BENTOFILE]
+    requirements = (config.get("python") or {}).get("requirements_txt")
+    if requirements:
+        extra.append(ROOT / requirements)
     template = (config.get("docker") or {}).get("dockerfile_template")
     if template:
         extra.append(ROOT / template)

@@ -1,1 +1,1 @@
-"""Model monitoring: data and prediction drift against a model's reference sample."""
+"""The offline drift job: payload log reader, Evidently drift, runs, notifications."""

@@ -21,8 +21,8 @@ from monitoring.inputs import InputError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from model.schema import FeatureSchema
     from monitoring.drift import DriftResult, DriftSettings
-    from train.schema import FeatureSchema
 
 T = TypeVar("T")
 
@@ -430,7 +430,7 @@ def _logged_current(args: argparse.Namespace, schema: FeatureSchema) -> pd.DataF
 def _resolved_tag(name_or_tag: str) -> str:
     """A bare name means its promoted (else newest) version, as the service resolves it."""
     try:
-        from train.registry import resolve_tag, use_packaged_models
+        from model.store import resolve_tag, use_packaged_models
 
         use_packaged_models()
         name, _, version = name_or_tag.partition(":")
@@ -441,7 +441,7 @@ def _resolved_tag(name_or_tag: str) -> str:
 
 def _stored_schema(tag: str) -> FeatureSchema:
     try:
-        from train.registry import load_schema
+        from model.store import load_schema
 
         return load_schema(tag)
     except Exception as exc:  # the store reports a missing or broken model in many ways
@@ -450,7 +450,7 @@ def _stored_schema(tag: str) -> FeatureSchema:
 
 def _stored_reference(tag: str) -> pd.DataFrame:
     try:
-        from train.registry import load_reference
+        from model.store import load_reference
 
         return load_reference(tag)
     except Exception as exc:  # as above
@@ -476,14 +476,14 @@ def _write(result: DriftResult, directory: Path, *, html: bool) -> list[Path]:
 
 
 def _notify(result: DriftResult) -> None:
+    from model.settings import settings
     from monitoring.notify import notify_drift
-    from train.settings import settings
 
     config = settings()
-    if not config.drift_webhook_url:
+    if not config.drift.webhook_url:
         logging.getLogger("monitoring").warning("--notify: DRIFT_WEBHOOK_URL is not set")
         return
-    notify_drift(result.to_dict(), config.drift_webhook_url, fmt=config.drift_webhook_format)
+    notify_drift(result.to_dict(), config.drift.webhook_url, fmt=config.drift.webhook_format)
 
 
 def _summary(result: DriftResult, written: list[Path]) -> str:

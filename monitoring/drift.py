@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from train.schema import FeatureSchema
+from model.schema import FeatureSchema
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
@@ -197,7 +197,7 @@ def as_numbers(series: pd.Series) -> pd.Series:
 
 
 def as_categories(series: pd.Series) -> pd.Series:
-    """Categories as the model sees them (`train.schema.to_model_frame`): str, or None."""
+    """Categories as the model sees them (`model.schema.to_model_frame`): str, or None."""
     if series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in (
         "string",
         "empty",

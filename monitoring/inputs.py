@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-    from train.schema import FeatureSchema, Task
+    from model.schema import FeatureSchema, Task
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -50,7 +50,7 @@ def infer_schema(
     task: Task | None,
 ) -> FeatureSchema:
     """Every column of `reference` but target, prediction and `exclude` is a feature."""
-    from train.schema import build_schema, infer_kinds
+    from model.schema import build_schema, infer_kinds
 
     named = {"--target": [target] if target else [], "--exclude": exclude}
     for option, columns in named.items():
@@ -80,6 +80,6 @@ def _labels(reference: pd.DataFrame, target: str | None, prediction: str | None)
 
 
 def _task(labels: pd.Series) -> Task:
-    from train.schema import infer_task
+    from model.schema import infer_task
 
     return infer_task(labels) if not labels.empty else "regression"

@@ -1,1 +1,1 @@
-"""Model lifecycle: data, pipeline, evaluation and quality gate, model store I/O."""
+"""Model lifecycle: data, pipeline, evaluation and quality gate, training, offline scoring."""

@@ -8,11 +8,12 @@ import logging
 import sys
 from pathlib import Path
 
-from . import registry
+from model import store as registry
+from model.settings import settings
+
 from .data import DataError, load_default, load_table
 from .evaluate import QualityGateError
 from .pipeline import ESTIMATORS
-from .settings import settings
 from .training import TrainConfig, train
 
 COMMANDS = ("fit", "list", "promote", "rollback", "ensure", "score")
@@ -22,7 +23,7 @@ EXIT_BAD_ROWS = 3
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--name",
-        default=settings().model_name,
+        default=settings().model.name,
         help="model store name (default: MODEL_NAME, %(default)s)",
     )
     parser.add_argument(
@@ -82,18 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_options(commands.add_parser("fit", help="train, evaluate, gate and register"))
 
     listing = commands.add_parser("list", help="list versions with stage and metrics")
-    listing.add_argument("--name", default=settings().model_name, help="model name")
+    listing.add_argument("--name", default=settings().model.name, help="model name")
 
     promoting = commands.add_parser("promote", help="make a version the production one")
     promoting.add_argument("tag", help="name:version to promote")
 
     rolling = commands.add_parser("rollback", help="return production to the previous version")
-    rolling.add_argument("--name", default=settings().model_name, help="model name")
+    rolling.add_argument("--name", default=settings().model.name, help="model name")
 
     ensuring = commands.add_parser(
         "ensure", help="train and promote the default model unless one is stored already"
     )
-    ensuring.add_argument("--name", default=settings().model_name, help="model name")
+    ensuring.add_argument("--name", default=settings().model.name, help="model name")
 
     scoring = commands.add_parser(
         "score", help="score a CSV/Parquet file in chunks (bounded memory), bad rows reported"
@@ -194,7 +195,7 @@ def _score(args: argparse.Namespace) -> int:
         raise ValueError("--chunk-rows must be at least 1")
     name, _, version = args.model.partition(":")
     tag = registry.resolve_tag(
-        name or settings().model_name, args.model if version else settings().model_tag
+        name or settings().model.name, args.model if version else settings().model.tag
     )
     errors = args.errors or args.output.with_name(args.output.name + ".errors.csv")
     summary = score_file(

@@ -14,7 +14,7 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
-from .schema import Task
+from model.schema import Task
 
 PRIMARY_METRIC: dict[Task, str] = {"classification": "roc_auc", "regression": "r2"}
 LOWER_IS_BETTER = frozenset({"mae", "rmse"})

@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from .schema import FeatureKind, Task
+from model.schema import FeatureKind, Task
 
 Estimator = Literal["linear", "random_forest", "hist_gradient_boosting"]
 ESTIMATORS: tuple[Estimator, ...] = ("linear", "random_forest", "hist_gradient_boosting")

@@ -32,9 +32,9 @@ import pyarrow.parquet as pq
 from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
-from .instances import MAX_ABS_NUMBER
-from .registry import LoadedModel
-from .schema import Feature, FeatureSchema
+from model.schema import Feature, FeatureSchema
+from model.store import LoadedModel
+from serving.instances import MAX_ABS_NUMBER
 
 logger = logging.getLogger(__name__)
 

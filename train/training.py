@@ -10,11 +10,12 @@ from importlib.metadata import version
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from . import registry
+from model import store as registry
+from model.schema import Task, build_schema, infer_kinds, infer_task, to_model_frame
+
 from .data import fingerprint
 from .evaluate import PRIMARY_METRIC, check_gate, evaluate
 from .pipeline import Estimator, build_pipeline
-from .schema import Task, build_schema, infer_kinds, infer_task, to_model_frame
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import bentoml
 import numpy as np
 import pandas as pd
 
-from train import registry
+from model import store as registry
 
 
 @bentoml.service

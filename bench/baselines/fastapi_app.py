@@ -17,7 +17,7 @@ import pandas as pd
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from train import registry
+from model import store as registry
 
 MODEL = registry.load(os.environ["MODEL_TAG"])
 NAMES = MODEL.schema.names

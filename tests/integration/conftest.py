@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local import Server
-from train import registry
+from bench.local import Server
+from model import store as registry
 from train.data import load_default
 from train.training import TrainConfig, train
 

@@ -24,9 +24,9 @@ import pandas as pd
 import pytest
 import requests
 
+from bench.local import ROOT, free_port
 from deploy import oci
-from deploy.local import ROOT, free_port
-from train import registry
+from model import store as registry
 from train.data import load_default
 
 pytestmark = [

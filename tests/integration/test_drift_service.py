@@ -12,13 +12,13 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.local import Server
-from deploy.prometheus_local import Prometheus
+from bench.local import Server
+from model import store as registry
+from model.settings import settings
 from monitoring.__main__ import main as monitoring_cli
-from tests.test_notify import Receiver
-from train import registry
+from tests.integration.prometheus import Prometheus
+from tests.monitoring.test_notify import Receiver
 from train.data import load_default
-from train.settings import settings
 from train.training import TrainConfig, train
 
 pytestmark = pytest.mark.integration

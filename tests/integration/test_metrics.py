@@ -10,7 +10,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.local import Server
+from bench.local import Server
 from monitoring import payloads
 from train.data import load_default
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy.local import Server
+from bench.local import Server
 from monitoring import payloads
-from train.columnar import ARROW_STREAM, write_instances
+from serving.arrow_bodies import write_instances
+from serving.media import ARROW_STREAM
 from train.data import load_default
 
 pytestmark = pytest.mark.integration

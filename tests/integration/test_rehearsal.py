@@ -1,7 +1,7 @@
 """The rollout rehearsal (`make rehearse`): two versions behind a real nginx under wrk load.
 
 A short rehearsal (3 s steps, 8 connections) runs once as a subprocess, the way
-`python -m deploy.rehearse` runs; the tests read its JSON. Needs nginx and wrk: skipped
+`python -m bench.rehearse` runs; the tests read its JSON. Needs nginx and wrk: skipped
 without them, except under CI, where their absence fails.
 """
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy import nginx_proxy, wrk_load
-from deploy.local import ROOT
-from deploy.nginx_proxy import Backend
-from deploy.rehearsal_report import LogRecord, StepPlan, parse_line, summarize_step
+from bench import nginx_proxy, wrk_load
+from bench.local import ROOT
+from bench.nginx_proxy import Backend
+from bench.rehearsal_report import LogRecord, StepPlan, parse_line, summarize_step
 
 APT_INSTALL = "apt-get install -y --no-install-recommends nginx wrk"
 STEPS = [0, 10, 50, 100]
@@ -52,7 +52,7 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Rehearsal:
     command = [
         sys.executable,
         "-m",
-        "deploy.rehearse",
+        "bench.rehearse",
         "--steps",
         ",".join(map(str, STEPS)),
         "--step-seconds",

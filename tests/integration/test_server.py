@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import requests
 
-from train.columnar import ARROW_STREAM, read_table, write_instances
+from serving.arrow_bodies import read_table, write_instances
+from serving.media import ARROW_STREAM
 from train.data import load_default
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import requests
 
-from deploy.local import ROOT, Server
-from train import registry
+from bench.local import ROOT, Server
+from model import store as registry
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,1 @@
+"""The base layer: feature schema, model store, values, outputs, tables and settings."""

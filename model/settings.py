@@ -1,0 +1,217 @@
+"""Every setting the project reads from the environment, read here and nowhere else.
+
+Grouped by what reads them: the model to serve, the request path, the payload log and
+the drift job. docs/operations.md lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+
+class SettingError(ValueError):
+    """A setting is present but malformed; the message names the variable."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingError(f"{name} must be a number, got {raw!r}") from exc
+    if not low <= value <= high:
+        raise SettingError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingError(f"{name} must be on/off (true/false, 1/0), got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise SettingError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _home_dir(env: Mapping[str, str], name: str) -> str:
+    home = env.get("BENTOML_HOME", "").strip() or str(Path.home() / "bentoml")
+    return str(Path(home) / name)
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise SettingError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+class Secret:
+    """A setting that must never be printed or logged."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str
+    """Model store name of the default model (trained by `make train`)."""
+    tag: str
+    """Exact model to serve (`name:version`); empty means the promoted, else latest, version."""
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    predict_max_rows: int
+    """Rows accepted by one /predict request."""
+    predict_batch_max_rows: int
+    """Rows accepted by one /predict_batch request."""
+    max_batch_size: int
+    """Most rows the adaptive batcher merges into one model call."""
+    max_latency_ms: int
+    """Latency budget of the adaptive batcher; requests it predicts will miss it get 503."""
+    workers: int
+    """Server worker processes."""
+    api_keys: Secret
+    """Comma-separated API keys accepted on the prediction and model routes; empty: no auth."""
+    max_body_bytes: int
+    """Largest request body accepted (413 beyond)."""
+    max_in_flight: int
+    """Prediction requests one worker handles at once; beyond it, 503 with Retry-After."""
+    access_log: bool
+    """One JSON line per request on stdout (probes and /metrics left out)."""
+    tracing: bool
+    """OpenTelemetry spans for API requests (configure an exporter in BentoML's config)."""
+
+
+@dataclass(frozen=True)
+class PayloadLogSettings:
+    enabled: bool
+    """Log prediction requests and answers for drift reports."""
+    directory: Path
+    """Directory of the payload log files (one per worker process, rotated)."""
+    sample_rate: float
+    """Share of requests logged, 0 to 1."""
+    max_rows: int
+    """Rows logged per /predict_batch request: larger ones log a random sample; 0: all."""
+    max_bytes: int
+    """Size at which a payload log file is rotated."""
+    backups: int
+    """Rotated files kept per worker."""
+    queue_size: int
+    """Records waiting to be written before new ones are dropped (and counted)."""
+
+    @property
+    def effective_sample_rate(self) -> float:
+        return self.sample_rate if self.enabled else 0.0
+
+
+@dataclass(frozen=True)
+class DriftJobSettings:
+    interval_minutes: float
+    """Minutes between scheduled drift runs inside the service; 0 turns the schedule off."""
+    runner: str
+    """`service`: the service runs the drift job; `external`: a CronJob writes the runs to
+    DRIFT_REPORT_DIR and the service only exports and serves the latest one."""
+    window_minutes: int
+    """Payload logs of the last N minutes are compared with the model's reference sample."""
+    min_rows: int
+    """A run with fewer logged rows in the window is skipped."""
+    report_dir: Path
+    """One directory per drift run (report.html, drift.json) and a LATEST pointer."""
+    keep_reports: int
+    """Drift runs kept; older ones are deleted."""
+    webhook_url: str
+    """Notified when a run detects drift; empty: no notification."""
+    webhook_format: str
+    """`json` (the drift.json plus a text summary) or `slack` (Slack-compatible text)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: ModelSettings
+    serving: ServingSettings
+    payload_log: PayloadLogSettings
+    drift: DriftJobSettings
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            model=ModelSettings(
+                name=env.get("MODEL_NAME", "").strip() or "breast_cancer",
+                tag=env.get("MODEL_TAG", "").strip(),
+            ),
+            serving=ServingSettings(
+                predict_max_rows=_int(env, "PREDICT_MAX_ROWS", 1_000),
+                predict_batch_max_rows=_int(env, "PREDICT_BATCH_MAX_ROWS", 100_000),
+                max_batch_size=_int(env, "BATCH_MAX_SIZE", 32, minimum=2),
+                max_latency_ms=_int(env, "BATCH_MAX_LATENCY_MS", 1_000),
+                workers=_int(env, "WORKERS", 2),
+                api_keys=Secret(env.get("API_KEYS", "")),
+                max_body_bytes=_int(env, "MAX_BODY_BYTES", 128 * 2**20),
+                max_in_flight=_int(env, "MAX_IN_FLIGHT", 128),
+                access_log=_bool(env, "ACCESS_LOG", True),
+                tracing=_bool(env, "TRACING", False),
+            ),
+            payload_log=PayloadLogSettings(
+                enabled=_bool(env, "PAYLOAD_LOG", True),
+                directory=Path(
+                    env.get("PAYLOAD_LOG_DIR", "").strip() or _home_dir(env, "payload-logs")
+                ),
+                sample_rate=_float(env, "PAYLOAD_LOG_SAMPLE_RATE", 1.0, 0.0, 1.0),
+                max_rows=_int(env, "PAYLOAD_LOG_MAX_ROWS", 100, minimum=0),
+                max_bytes=_int(env, "PAYLOAD_LOG_MAX_BYTES", 50 * 2**20),
+                backups=_int(env, "PAYLOAD_LOG_BACKUPS", 20, minimum=0),
+                queue_size=_int(env, "PAYLOAD_LOG_QUEUE", 10_000),
+            ),
+            drift=DriftJobSettings(
+                interval_minutes=_float(env, "DRIFT_INTERVAL_MINUTES", 60.0, 0.0, 7 * 24 * 60),
+                runner=_choice(env, "DRIFT_RUNNER", "service", ("service", "external")),
+                window_minutes=_int(env, "DRIFT_WINDOW_MINUTES", 60),
+                min_rows=_int(env, "DRIFT_MIN_ROWS", 100),
+                report_dir=Path(
+                    env.get("DRIFT_REPORT_DIR", "").strip() or _home_dir(env, "drift-reports")
+                ),
+                keep_reports=_int(env, "DRIFT_KEEP_REPORTS", 48),
+                webhook_url=env.get("DRIFT_WEBHOOK_URL", "").strip(),
+                webhook_format=_choice(env, "DRIFT_WEBHOOK_FORMAT", "json", ("json", "slack")),
+            ),
+        )
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_env()

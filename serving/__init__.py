@@ -1,0 +1,1 @@
+"""The request path, from the socket to the model and back."""

@@ -1,0 +1,77 @@
+"""The middleware stack in front of the APIs, outermost first, as one plain function.
+
+A request passes through them in this order: an id and an access-log line, the API key,
+the request limits (in-flight, media type, body size), readiness, one error shape, then
+payload capture next to the APIs. `service.py` adds them to the BentoML service;
+`wrap` applies the same stack to any ASGI app, for tests without a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.types import ASGIApp
+
+from model.settings import Settings
+
+from .access_log import AccessLog
+from .capture import PayloadCapture
+from .errors import ErrorShapes
+from .guards import ApiKeyAuth, RequestLimits, RequireReady, parse_api_keys
+from .payload_log import Exchange
+
+API_PATHS = frozenset({"/predict", "/predict_batch"})
+ARROW_PATHS = frozenset({"/predict_batch"})
+# /predict_batch logs a sample of the rows it predicted on (capture.BatchCapture)
+RAW_BODY_LOG_PATHS = frozenset({"/predict"})
+
+
+@dataclass(frozen=True)
+class Layer:
+    middleware: type
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def middleware_stack(
+    settings: Settings,
+    *,
+    problem: Callable[[], str | None],
+    submit: Callable[[Exchange], object],
+) -> list[Layer]:
+    """The ordered stack; `problem` tells why the model is not serving (None: serving)."""
+    serving = settings.serving
+    layers: list[Layer] = []
+    if serving.access_log:
+        layers.append(Layer(AccessLog))
+    layers += [
+        Layer(ApiKeyAuth, {"keys": parse_api_keys(serving.api_keys.reveal())}),
+        Layer(
+            RequestLimits,
+            {
+                "max_body_bytes": serving.max_body_bytes,
+                "max_in_flight": serving.max_in_flight,
+                "paths": API_PATHS,
+                "arrow_paths": ARROW_PATHS,
+            },
+        ),
+        Layer(RequireReady, {"paths": API_PATHS, "problem": problem}),
+        Layer(ErrorShapes, {"paths": API_PATHS}),
+        Layer(
+            PayloadCapture,
+            {
+                "paths": RAW_BODY_LOG_PATHS,
+                "submit": submit,
+                "sample_rate": settings.payload_log.effective_sample_rate,
+            },
+        ),
+    ]
+    return layers
+
+
+def wrap(app: ASGIApp, layers: list[Layer]) -> ASGIApp:
+    """`app` behind `layers`, the first one outermost (as BentoML and Starlette stack them)."""
+    for layer in reversed(layers):
+        app = layer.middleware(app, **layer.options)
+    return app

@@ -1,0 +1,200 @@
+"""HTTP guards in front of the model's APIs: API keys, request limits, readiness.
+
+Each is a small ASGI middleware; `serving.app` stacks them. Health, readiness and metrics
+routes are never guarded, so probes and scrapes work without a key and under load.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import RETRY_AFTER_SECONDS, respond
+from .media import ARROW_MEDIA_TYPE, ARROW_STREAM, media_type_of
+
+logger = logging.getLogger(__name__)
+
+PROBE_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+DOC_PATHS = frozenset({"/", "/docs.json", "/schema.json"})
+DOC_PREFIXES = ("/static_content/",)
+
+
+def parse_api_keys(raw: str) -> tuple[bytes, ...]:
+    """API_KEYS: comma-separated; blanks ignored, so `a,,b,` is two keys."""
+    return tuple(key.strip().encode() for key in raw.split(",") if key.strip())
+
+
+class ApiKeyAuth:
+    """Requires one of `keys` as `Authorization: Bearer KEY` or `X-API-Key: KEY`.
+
+    Every key is compared in constant time, all of them each time, so neither the key's
+    content nor which key matched shows in the timing. Keys are never logged.
+    """
+
+    def __init__(self, app: ASGIApp, *, keys: tuple[bytes, ...], public_docs: bool = True):
+        self.app = app
+        self.keys = keys
+        self.public = PROBE_PATHS | (DOC_PATHS if public_docs else frozenset())
+        self.public_prefixes = DOC_PREFIXES if public_docs else ()
+
+    def _is_public(self, path: str) -> bool:
+        return path in self.public or path.startswith(self.public_prefixes)
+
+    def _authorized(self, scope: Scope) -> bool:
+        offered: list[bytes] = []
+        for name, value in scope.get("headers", []):
+            if name == b"x-api-key":
+                offered.append(value.strip())
+            elif name == b"authorization" and value[:7].lower() == b"bearer ":
+                offered.append(value[7:].strip())
+        matched = False
+        for candidate in offered:
+            for key in self.keys:
+                matched |= hmac.compare_digest(candidate, key)
+        return matched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or self._is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        if not self._authorized(scope):
+            await respond(
+                send,
+                401,
+                {
+                    "error": "missing or invalid API key: send Authorization: Bearer KEY "
+                    "or X-API-Key: KEY"
+                },
+                [(b"www-authenticate", b'Bearer realm="model"')],
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+class RequestLimits:
+    """Refuses requests beyond `max_in_flight` (503), bodies over `max_body_bytes` (413),
+    and bodies neither JSON nor, on `arrow_paths`, an Arrow IPC stream (415).
+
+    The body is read here, up to the limit, and handed on whole: the APIs read it whole
+    anyway. Requests over the in-flight limit are shed at once with Retry-After instead
+    of queueing until their clients time out.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_in_flight: int,
+        paths: frozenset[str],
+        arrow_paths: frozenset[str] = frozenset(),
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_in_flight = max_in_flight
+        self.paths = paths
+        self.arrow_paths = arrow_paths
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            await respond(
+                send,
+                503,
+                {
+                    "error": f"overloaded: more than {self.max_in_flight} requests in flight; "
+                    "retry later"
+                },
+                [(b"retry-after", RETRY_AFTER_SECONDS.encode())],
+            )
+            return
+        if not self._accepts(scope):
+            await respond(send, 415, {"error": self._accepted_types(scope["path"])})
+            return
+        self.in_flight += 1
+        try:
+            body = await self._read_body(scope, receive)
+            if body is None:
+                await respond(
+                    send,
+                    413,
+                    {
+                        "error": f"request body larger than {self.max_body_bytes} bytes "
+                        "(MAX_BODY_BYTES); split it into several requests"
+                    },
+                )
+                return
+            await self.app(scope, _replay(body, receive), send)
+        finally:
+            self.in_flight -= 1
+
+    def _accepts(self, scope: Scope) -> bool:
+        media_type = media_type_of(scope)
+        if media_type == b"application/json" or media_type.endswith(b"+json"):
+            return True
+        return media_type == ARROW_MEDIA_TYPE and scope["path"] in self.arrow_paths
+
+    def _accepted_types(self, path: str) -> str:
+        if path in self.arrow_paths:
+            return (
+                "send the body as JSON (Content-Type: application/json) or as an Arrow IPC "
+                f"stream (Content-Type: {ARROW_STREAM})"
+            )
+        return "send the body as JSON (Content-Type: application/json)"
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # then whatever comes next (a disconnect)
+
+    return replay
+
+
+class RequireReady:
+    """Answers 503 with the reason while the model could not be loaded (see service.py)."""
+
+    def __init__(
+        self, app: ASGIApp, *, paths: frozenset[str], problem: Callable[[], str | None]
+    ) -> None:
+        self.app = app
+        self.paths = paths
+        self.problem = problem
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            problem = self.problem()
+            if problem is not None:
+                await respond(send, 503, {"error": f"not serving: {problem}"})
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,197 @@
+"""Offline batch scoring: chunks, bad rows with their row numbers, CSV and Parquet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from model import store as registry
+from train import score as score_module
+from train.__main__ import main as train_cli
+from train.data import load_default
+from train.score import ScoreError, score_file
+from train.training import TrainConfig, train
+
+from .test_training import churn_table
+
+
+@pytest.fixture(scope="module")
+def cancer_model() -> registry.LoadedModel:
+    features, target = load_default()
+    return registry.load(train(features, target, TrainConfig(name="score-cancer")).tag)
+
+
+def test_scores_match_the_pipeline_across_chunks(cancer_model, tmp_path):
+    features, _ = load_default()
+    table = pd.concat([features] * 3, ignore_index=True).assign(id=lambda f: f.index * 10)
+    table.to_parquet(tmp_path / "in.parquet")
+    summary = score_file(cancer_model, tmp_path / "in.parquet", tmp_path / "out.parquet",
+                         tmp_path / "errors.csv", chunk_rows=250, keep=("id",),
+                         progress=False)  # fmt: skip
+    assert (summary.rows, summary.scored, summary.bad_rows) == (len(table), len(table), 0)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out["row"].tolist() == list(range(1, len(table) + 1))
+    assert out["id"].tolist() == table["id"].tolist()
+    expected = cancer_model.pipeline.predict_proba(table[features.columns])
+    np.testing.assert_allclose(out[["probability_0", "probability_1"]], expected, rtol=1e-9)
+    assert out["prediction"].tolist() == expected.argmax(axis=1).tolist()
+
+
+def test_bad_rows_are_reported_with_row_and_column_not_dropped_silently(cancer_model, tmp_path):
+    features, _ = load_default()
+    table = features.iloc[:20].astype(object)
+    table.loc[3, "mean radius"] = "abc"
+    table.loc[7, "worst area"] = "inf"
+    table.loc[11, "mean texture"] = 1e300
+    table.loc[15, "mean area"] = None  # missing: imputed, not an error
+    table.to_csv(tmp_path / "in.csv", index=False)
+    code = train_cli(["score", "--model", cancer_model.tag, "--input", str(tmp_path / "in.csv"),
+                      "--output", str(tmp_path / "out.csv"), "--chunk-rows", "6",
+                      "--no-progress"])  # fmt: skip
+    assert code == 3
+    errors = pd.read_csv(tmp_path / "out.csv.errors.csv")
+    assert errors.values.tolist() == [
+        [4, "mean radius", "not a number: 'abc'"],
+        [8, "worst area", "not finite or beyond ±1e15"],
+        [12, "mean texture", "not finite or beyond ±1e15"],
+    ]
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert sorted(set(range(1, 21)) - set(out["row"])) == [4, 8, 12]
+
+
+def test_categorical_regression_file(tmp_path):
+    table = churn_table()
+    tag = train(table.drop(columns="spend"), table["spend"],
+                TrainConfig(name="score-reg", task="regression")).tag  # fmt: skip
+    table.drop(columns="spend").to_csv(tmp_path / "in.csv", index=False)
+    summary = score_file(registry.load(tag), tmp_path / "in.csv", tmp_path / "out.csv",
+                         tmp_path / "err.csv", progress=False)  # fmt: skip
+    assert summary.scored == len(table)
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns) == ["row", "prediction"] and out["prediction"].notna().all()
+
+
+def test_missing_columns_and_unknown_types_are_errors(cancer_model, tmp_path, capsys):
+    pd.DataFrame({"mean radius": [1.0]}).to_csv(tmp_path / "in.csv", index=False)
+    with pytest.raises(ScoreError, match="columns missing"):
+        score_file(cancer_model, tmp_path / "in.csv", tmp_path / "o.csv", tmp_path / "e.csv",
+                   progress=False)  # fmt: skip
+    assert (
+        train_cli(
+            [
+                "score",
+                "--model",
+                cancer_model.tag,
+                "--input",
+                str(tmp_path / "in.csv"),
+                "--output",
+                str(tmp_path / "o.txt"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
+    assert "unsupported output type" in capsys.readouterr().err
+
+
+def test_rows_with_the_wrong_number_of_fields_are_bad_rows_and_later_rows_keep_their_number(
+    cancer_model, tmp_path
+):
+    features, _ = load_default()
+    lines = features.iloc[:12].to_csv(index=False).splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0]  # row 3: a field short
+    lines[8] += ",1.0"  # row 8: a field too many
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    summary = score_file(cancer_model, tmp_path / "in.csv", tmp_path / "out.csv",
+                         tmp_path / "errors.csv", chunk_rows=4, progress=False)  # fmt: skip
+    assert (summary.rows, summary.scored, summary.bad_rows) == (12, 10, 2)
+    errors = pd.read_csv(tmp_path / "errors.csv", keep_default_na=False)
+    assert errors.values.tolist() == [
+        [3, "", "expected 30 fields, found 29"],
+        [8, "", "expected 30 fields, found 31"],
+    ]
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert out["row"].tolist() == [1, 2, 4, 5, 6, 7, 9, 10, 11, 12]
+    expected = cancer_model.pipeline.predict_proba(features.iloc[out["row"] - 1])
+    np.testing.assert_allclose(out[["probability_0", "probability_1"]], expected, rtol=1e-9)
+
+
+def test_numbers_stored_as_text_are_parsed_and_text_that_is_not_a_number_is_reported(
+    cancer_model, tmp_path
+):
+    features, _ = load_default()
+    table = features.iloc[:5].astype(str)
+    table.loc[1, "mean radius"] = "nan"  # text, not a missing value
+    table.loc[2, "mean radius"] = " 12.5"  # pandas' to_numeric accepts surrounding spaces
+    table.loc[3, "mean radius"] = None
+    table.to_parquet(tmp_path / "in.parquet")
+    summary = score_file(cancer_model, tmp_path / "in.parquet", tmp_path / "out.parquet",
+                         tmp_path / "errors.csv", progress=False)  # fmt: skip
+    assert (summary.scored, summary.bad_rows) == (4, 1)
+    errors = pd.read_csv(tmp_path / "errors.csv")
+    assert errors.values.tolist() == [[2, "mean radius", "not a number: 'nan'"]]
+    assert pd.read_parquet(tmp_path / "out.parquet")["row"].tolist() == [1, 3, 4, 5]
+
+
+def test_kept_csv_columns_stay_text_and_output_is_valid_when_no_row_is_good(cancer_model, tmp_path):
+    features, _ = load_default()
+    table = features.iloc[:3].assign(id=["007", "010", "1e3"])
+    table.to_csv(tmp_path / "in.csv", index=False)
+    score_file(cancer_model, tmp_path / "in.csv", tmp_path / "out.parquet",
+               tmp_path / "errors.csv", keep=("id",), progress=False)  # fmt: skip
+    assert pd.read_parquet(tmp_path / "out.parquet")["id"].tolist() == ["007", "010", "1e3"]
+
+    table["mean radius"] = "abc"
+    table.to_parquet(tmp_path / "bad.parquet")
+    summary = score_file(cancer_model, tmp_path / "bad.parquet", tmp_path / "none.parquet",
+                         tmp_path / "errors.csv", progress=False)  # fmt: skip
+    assert (summary.rows, summary.scored, summary.bad_rows) == (3, 0, 3)
+    assert pd.read_parquet(tmp_path / "none.parquet").empty
+
+
+def test_missing_keep_columns_and_unreadable_files_are_errors(cancer_model, tmp_path):
+    features, _ = load_default()
+    features.iloc[:3].to_csv(tmp_path / "in.csv", index=False)
+    with pytest.raises(ScoreError, match="--keep columns not in the input"):
+        score_file(cancer_model, tmp_path / "in.csv", tmp_path / "o.csv", tmp_path / "e.csv",
+                   keep=("id",), progress=False)  # fmt: skip
+    (tmp_path / "in.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ScoreError, match="cannot read"):
+        score_file(cancer_model, tmp_path / "in.parquet", tmp_path / "o.csv",
+                   tmp_path / "e.csv", progress=False)  # fmt: skip
+
+
+def test_csv_labels_are_written_as_their_probability_columns_name_them(tmp_path):
+    table = churn_table()
+    target = table["churned"].astype(bool)
+    tag = train(table.drop(columns="churned"), target, TrainConfig(name="score-bool")).tag
+    table.drop(columns="churned").to_parquet(tmp_path / "in.parquet")
+    score_file(registry.load(tag), tmp_path / "in.parquet", tmp_path / "out.csv",
+               tmp_path / "err.csv", progress=False)  # fmt: skip
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"prediction": str})
+    assert set(out["prediction"]) <= {"True", "False"}
+    labels = out[["probability_False", "probability_True"]].idxmax(axis=1)
+    assert (labels == "probability_" + out["prediction"]).all()
+
+
+def test_memory_held_by_arrow_is_bounded_by_the_chunk_not_the_file(
+    cancer_model, tmp_path, monkeypatch
+):
+    features, _ = load_default()
+    values = np.random.default_rng(0).uniform(0, 100, size=(80_000, features.shape[1]))
+    source = tmp_path / "in.parquet"
+    pd.DataFrame(values, columns=features.columns).to_parquet(source, row_group_size=4_000)
+    allocated: list[int] = []
+    scored_table = score_module.scored_table
+
+    def measured(model, chunk):
+        allocated.append(pa.total_allocated_bytes())
+        return scored_table(model, chunk)
+
+    monkeypatch.setattr(score_module, "scored_table", measured)
+    score_file(cancer_model, source, tmp_path / "out.parquet", tmp_path / "errors.csv",
+               chunk_rows=2_000, progress=False)  # fmt: skip
+    assert len(allocated) == 40
+    assert max(allocated) < source.stat().st_size / 4  # ~19 MiB of incompressible numbers
