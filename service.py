@@ -116,7 +116,7 @@ class TabularModel:
 
     # Concurrent requests are merged into one model call of up to BATCH_MAX_SIZE rows.
     # The latency budget is wide on purpose: the batcher answers 503 to requests it
-    # predicts will miss it, and 64 queued clients on 2 cores wait tens of ms (docs/api.md).
+    # predicts will miss it, and 64 queued clients on 2 cores wait tens of ms (docs/operations.md).
     @bentoml.api(
         batchable=True,
         max_batch_size=SERVING.max_batch_size,

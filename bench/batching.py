@@ -3,8 +3,8 @@
     python -m bench.batching [--duration 10] [--connections 64]
         [--setting WORKERS=2,BATCH_MAX_SIZE=32 ...]
 
-Each setting is a comma-separated list of environment variables (see README,
-Configuration). Single-row POSTs to /predict; writes bench/results/batching.{json,md}.
+Each setting is a comma-separated list of environment variables (see docs/operations.md,
+Settings). Single-row POSTs to /predict; writes bench/results/batching.{json,md}.
 """
 
 from __future__ import annotations

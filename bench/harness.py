@@ -100,7 +100,7 @@ FULL = Plan(
     warmup_s=3,
     concurrency=(1, 8, 64),
     batch_rows=(1_000, 10_000),
-    batch_concurrency=(1, 4, 8),  # 8: keep-alive clients spread over both workers (README)
+    batch_concurrency=(1, 4, 8),  # 8: keep-alive clients spread over both workers
     cold_starts=3,
     raw_seconds=3.0,
     settle_limit_s=60.0,
@@ -317,12 +317,12 @@ def machine_info() -> dict[str, Any]:
 
 def prepare_model(model: str | None, work: Path) -> tuple[str, Path]:
     """The tag to serve and the BENTOML_HOME that holds it."""
-    from model import store as registry
+    from model import store
 
     if model:
         home = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
         os.environ["BENTOML_HOME"] = str(home)
-        return registry.load(model).tag, home
+        return store.load(model).tag, home
     from train.data import load_default
     from train.training import TrainConfig, train
 
@@ -609,13 +609,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"load average at start: {machine['load_average_start']}", flush=True)
     with work_dir(args.keep_work) as work:
         tag, home = prepare_model(args.model, work)
-        from model import store as registry
+        from model import store
 
-        loaded = registry.load(tag)
+        loaded = store.load(tag)
         names = loaded.schema.names
         if loaded.schema.categorical:
             raise SystemExit(f"{tag} has categorical features; the baselines take numbers only")
-        rows = sample_rows(registry.load_reference(tag), names, max((1, *plan.batch_rows)))
+        rows = sample_rows(store.load_reference(tag), names, max((1, *plan.batch_rows)))
         raw = measure_raw(
             loaded.pipeline, rows, names, (*RAW_BATCHES, *plan.batch_rows), plan.raw_seconds
         )

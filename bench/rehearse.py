@@ -220,15 +220,13 @@ def prepare_versions(args: argparse.Namespace, work: Path) -> Versions:
         os.environ["BENTOML_HOME"] = str(work / "bentoml-home")
     home = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
     # imported here: bentoml resolves its model store from BENTOML_HOME on first use
-    from model import store as registry
+    from model import store
     from model.settings import settings
     from train.data import load_default
     from train.training import TrainConfig, train
 
     if args.old is not None:
-        return Versions(
-            home, registry.resolve_tag("", args.old), registry.resolve_tag("", args.new)
-        )
+        return Versions(home, store.resolve_tag("", args.old), store.resolve_tag("", args.new))
     name = settings().model.name
     features, target = load_default()
     old = train(features, target, TrainConfig(name=name, estimator="linear", seed=1, promote=True))
@@ -241,10 +239,10 @@ def prepare_versions(args: argparse.Namespace, work: Path) -> Versions:
 
 def request_body(tag: str) -> str:
     """One row of the model's stored training sample, in schema order, as a request body."""
-    from model import store as registry
+    from model import store
 
-    names = registry.load_schema(tag).names
-    row = registry.load_reference(tag)[names].iloc[0].tolist()
+    names = store.load_schema(tag).names
+    row = store.load_reference(tag)[names].iloc[0].tolist()
     values = [None if isinstance(v, float) and math.isnan(v) else v for v in row]
     return json.dumps({"instances": [values]}, allow_nan=False)
 

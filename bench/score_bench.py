@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from model import store as registry
+from model import store
 from train.data import load_default
 from train.score import score_file
 from train.training import TrainConfig, train
@@ -32,7 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 FORMATS = ("parquet", "csv")
 
 
-def raw_seconds(model: registry.LoadedModel, table: pd.DataFrame, chunk_rows: int) -> float:
+def raw_seconds(model: store.LoadedModel, table: pd.DataFrame, chunk_rows: int) -> float:
     started = time.perf_counter()
     for start in range(0, len(table), chunk_rows):
         model.pipeline.predict_proba(table.iloc[start : start + chunk_rows])
@@ -40,7 +40,7 @@ def raw_seconds(model: registry.LoadedModel, table: pd.DataFrame, chunk_rows: in
 
 
 def best_raw_rows_per_s(
-    model: registry.LoadedModel, table: pd.DataFrame, chunk_rows: int
+    model: store.LoadedModel, table: pd.DataFrame, chunk_rows: int
 ) -> tuple[float, dict[str, float]]:
     """The faster of raw `predict_proba` with the default BLAS threads and with one (what
     scoring uses), so the baseline is never the weaker configuration."""
@@ -50,7 +50,7 @@ def best_raw_rows_per_s(
     return max(default, one_thread), {"default_blas": default, "one_blas_thread": one_thread}
 
 
-def score_seconds(model: registry.LoadedModel, source: Path, chunk_rows: int) -> float:
+def score_seconds(model: store.LoadedModel, source: Path, chunk_rows: int) -> float:
     work = source.parent
     started = time.perf_counter()
     summary = score_file(model, source, work / f"out{source.suffix}", work / "errors.csv",
@@ -70,7 +70,7 @@ def write_input(table: pd.DataFrame, work: Path, file_format: str) -> Path:
 
 
 def measure(
-    model: registry.LoadedModel, table: pd.DataFrame, source: Path, chunk_rows: int, repeat: int
+    model: store.LoadedModel, table: pd.DataFrame, source: Path, chunk_rows: int, repeat: int
 ) -> dict:
     runs = []
     for _ in range(repeat):
@@ -139,7 +139,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="score-bench-"))
     os.environ["BENTOML_HOME"] = str(work / "home")
     features, target = load_default()
-    model = registry.load(train(features, target, TrainConfig(name="score-bench")).tag)
+    model = store.load(train(features, target, TrainConfig(name="score-bench")).tag)
     table = features.sample(n=args.rows, replace=True, random_state=0).reset_index(drop=True)
     model.pipeline.predict_proba(table.iloc[: args.chunk_rows])  # warm-up: lazy imports
 

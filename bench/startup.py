@@ -168,10 +168,10 @@ def cold_starts(systems: list[System], count: int, work: Path) -> dict[str, list
 
 
 def request_scripts(tag: str, work: Path, sizes: Sequence[int]) -> dict[int, Path]:
-    from model import store as registry
+    from model import store
 
-    names = registry.load(tag).schema.names
-    rows = harness.sample_rows(registry.load_reference(tag), names, max(sizes))
+    names = store.load(tag).schema.names
+    rows = harness.sample_rows(store.load_reference(tag), names, max(sizes))
     return harness.write_scripts(rows, sizes, work)
 
 

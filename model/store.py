@@ -23,7 +23,7 @@ import bentoml
 import pandas as pd
 from bentoml.exceptions import NotFound
 
-from .schema import FeatureSchema
+from model.schema import FeatureSchema
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 PIPELINE_FILE = "pipeline.joblib"
 REFERENCE_FILE = "reference.parquet"
-PREDICTION_COLUMN = "prediction"
 
 CANDIDATE, PRODUCTION, ARCHIVED, ROLLED_BACK = "candidate", "production", "archived", "rolled_back"
 

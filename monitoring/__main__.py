@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
+from model.outputs import PREDICTION_COLUMN
 from monitoring import runs
 from monitoring.inputs import InputError
 
@@ -30,7 +31,7 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_DRIFT = 3
 EXIT_TOO_FEW_ROWS = 4
-DEFAULT_PREDICTION_COLUMN = "prediction"  # as monitoring.drift.PREDICTION_COLUMN
+DEFAULT_PREDICTION_COLUMN = PREDICTION_COLUMN
 
 REPORT_FILE = "report.html"
 SUMMARY_FILE = runs.SUMMARY_FILE

@@ -40,7 +40,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from model.outputs import PREDICTION_COLUMN
 from model.schema import FeatureSchema
+from monitoring.verdicts import CATEGORICAL, NUMERIC
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
@@ -49,9 +51,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_COLUMN = "prediction"
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
 MAX_DEFAULT_WORKERS = 4
 
 
@@ -338,7 +337,7 @@ def _result(
     reference_rows: int,
     current_rows: int,
 ) -> DriftResult:
-    from monitoring.drift_metric import dataset_verdict
+    from monitoring.verdicts import dataset_verdict
 
     verdicts = {
         row.column: ColumnDrift(

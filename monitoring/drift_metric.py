@@ -19,7 +19,6 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -31,53 +30,22 @@ from evidently.legacy.calculations.stattests import get_stattest
 from evidently.legacy.calculations.stattests.registry import get_registered_stattest
 from evidently.legacy.options.data_drift import DataDriftOptions
 
-from monitoring.drift import CATEGORICAL, NUMERIC
+from monitoring.verdicts import (
+    CATEGORICAL,
+    EMPTY_IN_BOTH,
+    EMPTY_IN_CURRENT,
+    EMPTY_IN_REFERENCE,
+    MISSING_IN_CURRENT,
+    NUMERIC,
+    RESULT_COLUMNS,
+    ColumnVerdict,
+    Histogram,
+)
 
 logger = logging.getLogger(__name__)
 
-# Verdicts for columns Evidently cannot test (it raises on an empty column).
-MISSING_IN_CURRENT = "missing_in_current"
-EMPTY_IN_CURRENT = "empty_in_current"
-EMPTY_IN_REFERENCE = "empty_in_reference"
-EMPTY_IN_BOTH = "empty_in_both"
-STRUCTURAL_METHODS = (MISSING_IN_CURRENT, EMPTY_IN_CURRENT, EMPTY_IN_REFERENCE, EMPTY_IN_BOTH)
-
 PROGRESS_MIN_CELLS = 1_000_000
 PROGRESS_EVERY_SECONDS = 2.0
-
-RESULT_COLUMNS = ["column", "kind", "method", "method_label", "threshold", "score", "drifted"]
-
-
-@dataclass(frozen=True)
-class Histogram:
-    """Counts of reference and current values over shared bins (or categories)."""
-
-    labels: list[str | float]
-    reference: list[int]
-    current: list[int]
-
-
-@dataclass(frozen=True)
-class ColumnVerdict:
-    column: str
-    kind: str
-    method: str
-    method_label: str
-    threshold: float
-    score: float
-    drifted: bool
-    histogram: Histogram | None
-
-    def as_row(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in RESULT_COLUMNS}
-
-
-def dataset_verdict(drifted: list[bool], drift_share: float) -> tuple[float, bool]:
-    """Share of drifted columns, and Evidently's dataset rule: drifted when share >= drift_share."""
-    if not drifted:
-        return 0.0, False
-    share = sum(drifted) / len(drifted)
-    return share, share >= drift_share
 
 
 class ColumnsDrift(DataframeMetric):

@@ -17,7 +17,7 @@ from evidently.legacy.renderers.html_widgets import (
     rich_table_data,
 )
 
-from monitoring.drift_metric import STRUCTURAL_METHODS, ColumnVerdict, Histogram, dataset_verdict
+from monitoring.verdicts import STRUCTURAL_METHODS, ColumnVerdict, Histogram, dataset_verdict
 
 ROWS_PER_PAGE = 20
 

@@ -9,13 +9,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from model import tables
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from model.schema import FeatureSchema, Task
-
-CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz")
-PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 class InputError(ValueError):
@@ -23,21 +22,11 @@ class InputError(ValueError):
 
 
 def read_table(path: Path, text_columns: Iterable[str] = ()) -> pd.DataFrame:
-    """A CSV or Parquet file as a frame; in CSV, `text_columns` are read as text, not numbers."""
-    import pandas as pd
-
-    name = path.name.lower()
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    """A CSV or Parquet file as a frame (`model.tables`), failing with InputError."""
     try:
-        if name.endswith(CSV_SUFFIXES):
-            return pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))
-        if name.endswith(PARQUET_SUFFIXES):
-            return pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: cannot read: {first_line}") from exc
-    raise InputError(f"{path}: unknown format; use .csv or .parquet")
+        return tables.read_table(path, text_columns)
+    except tables.TableError as exc:
+        raise InputError(str(exc)) from exc
 
 
 def infer_schema(

@@ -27,7 +27,7 @@ TITLE = "Input"
 
 def read_instances(body: bytes, schema: FeatureSchema, max_rows: int) -> pd.DataFrame:
     """The instances of an Arrow IPC stream as the model's frame, or a ValidationError."""
-    table = _read_table(body)
+    table = _read_stream(body)
     errors = list(_shape_errors(table, schema, max_rows))
     if errors:
         raise ValidationError.from_exception_data(TITLE, errors[:MAX_REPORTED_ERRORS])
@@ -46,14 +46,14 @@ def write_instances(frame: pd.DataFrame) -> bytes:
     return write_table(pa.Table.from_pandas(frame, preserve_index=False))
 
 
-def read_table(body: bytes) -> pa.Table:
+def read_stream(body: bytes) -> pa.Table:
     """An Arrow IPC stream as a table (raises pyarrow's errors)."""
     return pa.ipc.open_stream(pa.py_buffer(body)).read_all()
 
 
-def _read_table(body: bytes) -> pa.Table:
+def _read_stream(body: bytes) -> pa.Table:
     try:
-        return read_table(body)
+        return read_stream(body)
     except (pa.ArrowException, ValueError) as exc:
         raise ValidationError.from_exception_data(
             TITLE,

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import bentoml
 import numpy as np
 
-from model import store as registry
+from model import store
+from model.outputs import PREDICTION_COLUMN
 from model.store import LoadedModel
 
 if TYPE_CHECKING:
@@ -32,8 +33,8 @@ def value_buckets(model: LoadedModel) -> tuple[float, ...]:
     if model.schema.task != "regression":
         return ()
     try:
-        predictions = registry.load_reference(model.tag)[registry.PREDICTION_COLUMN]
-    except registry.RegistryError:
+        predictions = store.load_reference(model.tag)[PREDICTION_COLUMN]
+    except store.RegistryError:
         return ()
     deciles = np.quantile(predictions.to_numpy(dtype=float), np.linspace(0.1, 0.9, 9))
     return tuple(float(b) for b in np.unique(deciles))

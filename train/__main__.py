@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from model import store as registry
+from model import store
 from model.settings import settings
 
 from .data import DataError, load_default, load_table
@@ -167,7 +167,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _list(name: str) -> int:
     print(f"{'TAG':<40} {'STAGE':<12} {'PROMOTED_AT':<24} {'CREATED':<20} METRICS")
-    for model in registry.versions(name):
+    for model in store.versions(name):
         labels, metadata = model.info.labels, model.info.metadata
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in metadata.get("metrics", {}).items())
         created = model.info.creation_time.strftime("%Y-%m-%d %H:%M:%S")
@@ -179,8 +179,8 @@ def _list(name: str) -> int:
 
 
 def _ensure(name: str) -> int:
-    if registry.versions(name):
-        print(f"model store has {registry.resolve_tag(name)}; not training")
+    if store.versions(name):
+        print(f"model store has {store.resolve_tag(name)}; not training")
         return 0
     features, target = load_default()
     result = train(features, target, TrainConfig(name=name, promote=True))
@@ -194,12 +194,12 @@ def _score(args: argparse.Namespace) -> int:
     if args.chunk_rows < 1:
         raise ValueError("--chunk-rows must be at least 1")
     name, _, version = args.model.partition(":")
-    tag = registry.resolve_tag(
+    tag = store.resolve_tag(
         name or settings().model.name, args.model if version else settings().model.tag
     )
     errors = args.errors or args.output.with_name(args.output.name + ".errors.csv")
     summary = score_file(
-        registry.load(tag), args.input, args.output, errors,
+        store.load(tag), args.input, args.output, errors,
         chunk_rows=args.chunk_rows,
         keep=tuple(c.strip() for c in args.keep.split(",") if c.strip()),
         progress=not args.no_progress,
@@ -219,17 +219,17 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "fit")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    registry.use_packaged_models()
+    store.use_packaged_models()
     try:
         if args.command == "fit":
             return _fit(args)
         if args.command == "list":
             return _list(args.name)
         if args.command == "promote":
-            print(f"production: {registry.promote(args.tag)}")
+            print(f"production: {store.promote(args.tag)}")
             return 0
         if args.command == "rollback":
-            print(f"production: {registry.rollback(args.name)}")
+            print(f"production: {store.rollback(args.name)}")
             return 0
         if args.command == "score":
             return _score(args)
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     except QualityGateError as exc:
         print(f"quality gate failed: {exc}; nothing registered", file=sys.stderr)
         return 1
-    except (DataError, registry.RegistryError, ValueError, OSError) as exc:
+    except (DataError, store.RegistryError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

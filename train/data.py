@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 from sklearn.datasets import load_breast_cancer
 
+from model.tables import TableError, read_table
+
 DEFAULT_TARGET = "diagnosis"
 
 
@@ -23,19 +25,11 @@ def load_default() -> tuple[pd.DataFrame, pd.Series]:
     return features, target
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv or .parquet)")
-
-
 def load_table(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
-    frame = read_table(path)
+    try:
+        frame = read_table(path)
+    except TableError as exc:
+        raise DataError(str(exc)) from exc
     if target not in frame.columns:
         raise DataError(f"{path}: target column {target!r} not found in {list(frame.columns)}")
     labelled = frame[frame[target].notna()]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import logging
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -32,6 +33,8 @@ import pyarrow.parquet as pq
 from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
+from model import tables
+from model.outputs import PREDICTION_COLUMN, predict
 from model.schema import Feature, FeatureSchema
 from model.store import LoadedModel
 from serving.instances import MAX_ABS_NUMBER
@@ -39,9 +42,6 @@ from serving.instances import MAX_ABS_NUMBER
 logger = logging.getLogger(__name__)
 
 ROW_COLUMN = "row"
-PREDICTION_COLUMN = "prediction"
-CSV_SUFFIXES = (".csv",)
-PARQUET_SUFFIXES = (".parquet", ".pq")
 # pandas' default missing-value texts, so a CSV file reads as it did with pandas
 MISSING_TEXTS = (
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
@@ -127,19 +127,20 @@ class _RaggedRows:
         return taken
 
 
-def _file_type(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix in CSV_SUFFIXES:
-        return "csv"
-    if suffix in PARQUET_SUFFIXES:
-        return "parquet"
-    raise ScoreError(f"{path}: unsupported file type {suffix!r} (use .csv or .parquet)")
+def _file_type(path: Path) -> tables.FileType:
+    try:
+        return tables.file_type(path)
+    except tables.TableError as exc:
+        raise ScoreError(str(exc)) from None
 
 
 def _column_names(path: Path) -> list[str]:
     if _file_type(path) == "parquet":
         return list(pq.ParquetFile(path).schema_arrow.names)
-    with path.open(newline="", encoding="utf-8-sig") as file:
+    with (
+        pa.input_stream(str(path), compression="detect") as raw,
+        io.TextIOWrapper(raw, newline="", encoding="utf-8-sig") as file,
+    ):
         return next(csv.reader(file), [])
 
 
@@ -346,17 +347,6 @@ def _read_ahead(items: Iterator[Item]) -> Iterator[Item]:
             yield item
 
 
-def _predictions(model: LoadedModel, features: pd.DataFrame) -> dict[str, np.ndarray]:
-    pipeline = model.pipeline
-    if model.schema.task != "classification":
-        return {PREDICTION_COLUMN: pipeline.predict(features)}
-    matrix = pipeline.predict_proba(features)
-    columns = {PREDICTION_COLUMN: pipeline.classes_[matrix.argmax(axis=1)]}
-    for index, label in enumerate(pipeline.classes_):
-        columns[f"probability_{label}"] = matrix[:, index]
-    return columns
-
-
 def scored_table(model: LoadedModel, chunk: CheckedChunk) -> pa.Table:
     """Row numbers, kept columns, prediction and class probabilities of the good rows."""
     all_good = bool(chunk.good.all())
@@ -364,7 +354,7 @@ def scored_table(model: LoadedModel, chunk: CheckedChunk) -> pa.Table:
     kept = chunk.kept if all_good else chunk.kept.filter(pa.array(chunk.good))
     columns: dict[str, Any] = {ROW_COLUMN: chunk.row_numbers[chunk.good]}
     columns.update(zip(kept.column_names, kept.columns, strict=True))
-    columns.update(_predictions(model, features))
+    columns.update(predict(model.pipeline, features, model.schema.task).columns())
     return pa.table(columns)
 
 

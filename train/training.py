@@ -10,7 +10,8 @@ from importlib.metadata import version
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from model import store as registry
+from model import store
+from model.outputs import PREDICTION_COLUMN
 from model.schema import Task, build_schema, infer_kinds, infer_task, to_model_frame
 
 from .data import fingerprint
@@ -78,11 +79,11 @@ def train(features: pd.DataFrame, target: pd.Series, config: TrainConfig) -> Tra
     reference = reference.assign(
         **{
             schema.target: y_train.loc[reference.index],
-            registry.PREDICTION_COLUMN: pipeline.predict(reference),
+            PREDICTION_COLUMN: pipeline.predict(reference),
         }
     ).reset_index(drop=True)
 
-    tag = registry.save(
+    tag = store.save(
         pipeline,
         schema,
         reference,
@@ -107,5 +108,5 @@ def train(features: pd.DataFrame, target: pd.Series, config: TrainConfig) -> Tra
         },
     )
     if config.promote:
-        registry.promote(tag)
+        store.promote(tag)
     return TrainResult(tag=tag, metrics=metrics, primary_metric=primary, promoted=config.promote)

@@ -15,13 +15,13 @@ import bentoml
 import numpy as np
 import pandas as pd
 
-from model import store as registry
+from model import store
 
 
 @bentoml.service
 class DefaultBento:
     def __init__(self) -> None:
-        loaded = registry.load(os.environ["MODEL_TAG"])
+        loaded = store.load(os.environ["MODEL_TAG"])
         self.pipeline = loaded.pipeline
         self.names = loaded.schema.names
 

@@ -17,9 +17,9 @@ import pandas as pd
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from model import store as registry
+from model import store
 
-MODEL = registry.load(os.environ["MODEL_TAG"])
+MODEL = store.load(os.environ["MODEL_TAG"])
 NAMES = MODEL.schema.names
 CLASSES = MODEL.pipeline.classes_
 LABELS = [str(label) for label in CLASSES]

@@ -93,7 +93,7 @@ def test_every_alert_has_routing_labels_and_annotations() -> None:
         assert labels.get("severity") in SEVERITIES, name
         assert labels.get("team"), name
         assert {"summary", "description", "runbook_url"} <= set(annotations), name
-        assert annotations["runbook_url"].startswith("README.md#runbook-"), name
+        assert annotations["runbook_url"].startswith("docs/monitoring.md#runbook-"), name
 
 
 def test_every_alert_is_exercised_firing_and_not_firing() -> None:

@@ -26,7 +26,7 @@ import requests
 
 from bench.local import ROOT, free_port
 from deploy import oci
-from model import store as registry
+from model import store
 from train.data import load_default
 
 pytestmark = [
@@ -95,7 +95,7 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
 
 @pytest.fixture(scope="module")
 def image(
-    storage: dict[str, str], breast_cancer_model: registry.LoadedModel, bentoml_home: Path
+    storage: dict[str, str], breast_cancer_model: store.LoadedModel, bentoml_home: Path
 ) -> str:
     tag = f"localhost/tabular-model-test:{uuid.uuid4().hex[:10]}"
     env = {**storage, "BENTOML_HOME": str(bentoml_home), "MODEL_TAG": breast_cancer_model.tag}
@@ -133,7 +133,7 @@ def test_ready_and_live(container: Running) -> None:
 
 
 def test_predict_matches_the_in_process_pipeline(
-    container: Running, breast_cancer_model: registry.LoadedModel
+    container: Running, breast_cancer_model: store.LoadedModel
 ) -> None:
     instances = FEATURES.iloc[20:28].to_dict(orient="records")
     response = requests.post(f"{container.url}/predict", json={"instances": instances}, timeout=30)
@@ -174,7 +174,7 @@ def test_image_size(image: str, storage: dict[str, str]) -> None:
 
 
 def test_the_drift_job_runs_in_the_image_on_the_packaged_model(
-    container: Running, breast_cancer_model: registry.LoadedModel
+    container: Running, breast_cancer_model: store.LoadedModel
 ) -> None:
     """What the Kubernetes CronJob runs: the CLI, in the image, over the served requests."""
     instances = FEATURES.iloc[:40].to_numpy().tolist()

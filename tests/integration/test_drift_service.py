@@ -13,7 +13,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.local import Server
-from model import store as registry
+from model import store
 from model.settings import settings
 from monitoring.__main__ import main as monitoring_cli
 from tests.integration.prometheus import Prometheus
@@ -78,7 +78,7 @@ def test_drift_reports_from_served_traffic(drift_server, tmp_path, monkeypatch):
     assert requests.get(f"{server.url}/drift/latest.json", timeout=5).status_code == 404
 
     features, _ = load_default()
-    reference = registry.load_reference(tag)  # every training row: the rest is held out
+    reference = store.load_reference(tag)  # every training row: the rest is held out
     in_training = set(map(tuple, reference[list(features.columns)].to_numpy().tolist()))
     unseen = [row for row in features.to_numpy().tolist() if tuple(row) not in in_training]
     assert 100 <= len(unseen) <= 130

@@ -16,7 +16,7 @@ import requests
 import yaml
 
 from bench.local import Server
-from model import store as registry
+from model import store
 from train.data import load_default
 from train.training import TrainConfig, train
 
@@ -152,7 +152,7 @@ def test_a_broken_model_never_serves(start, bentoml_home, breakage):
         tag = f"{tag.split(':')[0]}:doesnotexist"
         expected = "doesnotexist"
     elif breakage == "corrupt":
-        (model_dir / registry.PIPELINE_FILE).write_bytes(b"not a pickle at all")
+        (model_dir / store.PIPELINE_FILE).write_bytes(b"not a pickle at all")
         expected = "cannot load pipeline.joblib"
     else:
         info = yaml.safe_load((model_dir / "model.yaml").read_text())

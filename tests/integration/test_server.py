@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import requests
 
-from serving.arrow_bodies import read_table, write_instances
+from serving.arrow_bodies import read_stream, write_instances
 from serving.media import ARROW_STREAM
 from train.data import load_default
 
@@ -107,7 +107,7 @@ def test_arrow_answers_are_columns_with_the_model_tag(server, breast_cancer_mode
     response = post_arrow(server, "predict_batch", frame, accept=ARROW_STREAM)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == ARROW_STREAM
-    answer = read_table(response.content)
+    answer = read_stream(response.content)
     assert answer.schema.metadata[b"model"] == breast_cancer_model.tag.encode()
     predictions, probabilities = expected(breast_cancer_model, frame.to_dict(orient="records"))
     assert answer.column("prediction").to_pylist() == predictions

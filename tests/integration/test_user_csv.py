@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from bench.local import ROOT, Server
-from model import store as registry
+from model import store
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,7 @@ def churn_server(bentoml_home, tmp_path_factory):
 
 def test_categorical_model_serves_named_positional_missing_and_unseen_values(churn_server):
     server, tag = churn_server
-    schema = registry.load_schema(tag)
+    schema = store.load_schema(tag)
     assert schema.categorical == ["plan", "region"] and schema.classes == ["no", "yes"]
     instances = [
         {"plan": "basic", "region": "north", "monthly_spend": 10.0, "tenure": 3},

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
-import yaml
 
 from model.settings import SettingError, Settings
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults():
@@ -51,9 +47,3 @@ def test_values_are_read_and_trimmed():
 def test_malformed_values_name_the_variable(env, message):
     with pytest.raises(SettingError, match=message):
         Settings.from_env(env)
-
-
-def test_bento_packages_match_the_project_dependencies():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    bento = yaml.safe_load((ROOT / "bentofile.yaml").read_text())["python"]["packages"]
-    assert sorted(bento) == sorted(project)

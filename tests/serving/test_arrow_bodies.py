@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from model.outputs import Outputs
-from serving.arrow_bodies import read_instances, read_table, write_instances, write_table
+from serving.arrow_bodies import read_instances, read_stream, write_instances, write_table
 from serving.instances import to_frame
 from serving.responses import arrow_answer
 
@@ -128,7 +128,7 @@ def test_at_most_a_hundred_errors_are_reported():
 
 def test_answers_as_columns_keep_the_model_tag():
     outputs = Outputs(np.array([1, 0]), np.array([[0.2, 0.8], [0.9, 0.1]]), ["0", "1"])
-    answer = read_table(arrow_answer(outputs, "m:1"))
+    answer = read_stream(arrow_answer(outputs, "m:1"))
     assert answer.column_names == ["prediction", "probability_0", "probability_1"]
     assert answer.to_pydict()["probability_1"] == [0.8, 0.1]
     assert answer.schema.metadata == {b"model": b"m:1"}

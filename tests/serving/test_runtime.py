@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model import store as registry
+from model import store
 from serving.runtime import Predictor
 from tests.train.test_training import churn_table
 from train.data import load_default
@@ -16,7 +16,7 @@ from train.training import TrainConfig, train
 def test_predictions_and_probabilities_match_the_pipeline(estimator):
     features, target = load_default()
     tag = train(features, target, TrainConfig(name=f"pred-{estimator}", estimator=estimator)).tag
-    predictor = Predictor(registry.load(tag))
+    predictor = Predictor(store.load(tag))
     instances = features.iloc[:50].to_dict(orient="records")
     answer = predictor.predict(instances)
     assert answer.model == tag
@@ -32,7 +32,7 @@ def test_categorical_string_labels_and_missing_values():
     table = churn_table()
     table["churned"] = table["churned"].map({0: "stay", 1: "leave"})
     tag = train(table.drop(columns="churned"), table["churned"], TrainConfig(name="pred-cat")).tag
-    predictor = Predictor(registry.load(tag))
+    predictor = Predictor(store.load(tag))
     predictor.warm_up()
     assert predictor.ready
     instances = [
@@ -51,6 +51,6 @@ def test_regressors_answer_without_probabilities():
     tag = train(
         table.drop(columns="spend"), table["spend"], TrainConfig(name="pred-reg", task="regression")
     ).tag
-    predictor = Predictor(registry.load(tag))
+    predictor = Predictor(store.load(tag))
     answer = predictor.predict([{"age": 40.0, "city": "lyon", "churned": 1}])
     assert answer.probabilities is None and isinstance(answer.predictions[0], float)

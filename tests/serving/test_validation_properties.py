@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from model import store as registry
+from model import store
 from serving.instances import instances_field
 from serving.runtime import Predictor
 from tests.train.test_training import churn_table
@@ -33,7 +33,7 @@ ANY_JSON = st.recursive(
 def churn_predictor() -> Predictor:
     table = churn_table()
     tag = train(table.drop(columns="churned"), table["churned"], TrainConfig(name="props")).tag
-    predictor = Predictor(registry.load(tag))
+    predictor = Predictor(store.load(tag))
     predictor.warm_up()
     return predictor
 

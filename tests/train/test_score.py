@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from model import store as registry
+from model import store
 from train import score as score_module
 from train.__main__ import main as train_cli
 from train.data import load_default
@@ -18,9 +18,9 @@ from .test_training import churn_table
 
 
 @pytest.fixture(scope="module")
-def cancer_model() -> registry.LoadedModel:
+def cancer_model() -> store.LoadedModel:
     features, target = load_default()
-    return registry.load(train(features, target, TrainConfig(name="score-cancer")).tag)
+    return store.load(train(features, target, TrainConfig(name="score-cancer")).tag)
 
 
 def test_scores_match_the_pipeline_across_chunks(cancer_model, tmp_path):
@@ -66,7 +66,7 @@ def test_categorical_regression_file(tmp_path):
     tag = train(table.drop(columns="spend"), table["spend"],
                 TrainConfig(name="score-reg", task="regression")).tag  # fmt: skip
     table.drop(columns="spend").to_csv(tmp_path / "in.csv", index=False)
-    summary = score_file(registry.load(tag), tmp_path / "in.csv", tmp_path / "out.csv",
+    summary = score_file(store.load(tag), tmp_path / "in.csv", tmp_path / "out.csv",
                          tmp_path / "err.csv", progress=False)  # fmt: skip
     assert summary.scored == len(table)
     out = pd.read_csv(tmp_path / "out.csv")
@@ -168,7 +168,7 @@ def test_csv_labels_are_written_as_their_probability_columns_name_them(tmp_path)
     target = table["churned"].astype(bool)
     tag = train(table.drop(columns="churned"), target, TrainConfig(name="score-bool")).tag
     table.drop(columns="churned").to_parquet(tmp_path / "in.parquet")
-    score_file(registry.load(tag), tmp_path / "in.parquet", tmp_path / "out.csv",
+    score_file(store.load(tag), tmp_path / "in.parquet", tmp_path / "out.csv",
                tmp_path / "err.csv", progress=False)  # fmt: skip
     out = pd.read_csv(tmp_path / "out.csv", dtype={"prediction": str})
     assert set(out["prediction"]) <= {"True", "False"}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model import store as registry
+from model import store
 from model.schema import infer_kinds, infer_task
 from train.__main__ import main as train_cli
 from train.data import DataError, fingerprint, load_default, load_table
@@ -96,7 +96,7 @@ def test_training_is_reproducible_and_registers_schema_metrics_and_reference():
     assert first.metrics == second.metrics
     assert first.metrics["roc_auc"] > 0.95
 
-    loaded = registry.load(first.tag)
+    loaded = store.load(first.tag)
     assert loaded.labels["stage"] == "candidate"
     assert loaded.metadata["metrics"] == first.metrics
     assert loaded.metadata["data_fingerprint"].startswith("sha256:")
@@ -104,7 +104,7 @@ def test_training_is_reproducible_and_registers_schema_metrics_and_reference():
     assert loaded.schema.names == list(features.columns)
     radius = loaded.schema.features[0]
     assert radius.min == pytest.approx(features["mean radius"].min(), rel=0.2)
-    reference = registry.load_reference(first.tag)
+    reference = store.load_reference(first.tag)
     assert set(reference.columns) == {*features.columns, "diagnosis", "prediction"}
     assert len(reference) == loaded.metadata["train_rows"]
 
@@ -113,7 +113,7 @@ def test_quality_gate_failure_registers_nothing():
     features, target = load_default()
     with pytest.raises(QualityGateError):
         train(features, target, TrainConfig(name="gated", min_score=0.9999999))
-    assert registry.versions("gated") == []
+    assert store.versions("gated") == []
 
 
 def test_categorical_regression_from_a_user_table(tmp_path):
@@ -122,7 +122,7 @@ def test_categorical_regression_from_a_user_table(tmp_path):
     table.to_csv(tmp_path / "spend.csv", index=False)
     features, target = load_table(tmp_path / "spend.csv", "label")
     result = train(features, target, TrainConfig(name="spend", estimator="hist_gradient_boosting"))
-    schema = registry.load_schema(result.tag)
+    schema = store.load_schema(result.tag)
     assert schema.task == "regression"
     assert schema.categorical == ["city"]
     assert schema.features[2].categories == ["lyon", "nice", "paris"]
@@ -132,27 +132,27 @@ def test_categorical_regression_from_a_user_table(tmp_path):
 def test_promote_and_rollback_walk_the_promotion_history():
     features, target = load_default()
     tags = [train(features, target, TrainConfig(name="history", seed=s)).tag for s in (1, 2, 3)]
-    assert registry.resolve_tag("history") == tags[2]  # nothing promoted: newest
+    assert store.resolve_tag("history") == tags[2]  # nothing promoted: newest
     for tag in tags:
-        registry.promote(tag)
-    assert registry.resolve_tag("history") == tags[2]
-    assert registry.rollback("history") == tags[1]
-    assert registry.rollback("history") == tags[0]
-    assert registry.resolve_tag("history") == tags[0]
-    stages = {str(m.tag): m.info.labels["stage"] for m in registry.versions("history")}
+        store.promote(tag)
+    assert store.resolve_tag("history") == tags[2]
+    assert store.rollback("history") == tags[1]
+    assert store.rollback("history") == tags[0]
+    assert store.resolve_tag("history") == tags[0]
+    stages = {str(m.tag): m.info.labels["stage"] for m in store.versions("history")}
     assert stages == {tags[0]: "production", tags[1]: "rolled_back", tags[2]: "rolled_back"}
-    with pytest.raises(registry.RegistryError, match="first promoted version"):
-        registry.rollback("history")
-    assert registry.resolve_tag("history", tags[1]) == tags[1]
+    with pytest.raises(store.RegistryError, match="first promoted version"):
+        store.rollback("history")
+    assert store.resolve_tag("history", tags[1]) == tags[1]
 
 
 def test_cli_gate_exit_code_and_ensure_is_idempotent(capsys):
     assert train_cli(["--name", "cli", "--min-score", "0.9999999"]) == 1
     assert "quality gate failed" in capsys.readouterr().err
     assert train_cli(["ensure", "--name", "cli"]) == 0
-    tag = registry.resolve_tag("cli")
+    tag = store.resolve_tag("cli")
     assert train_cli(["ensure", "--name", "cli"]) == 0
-    assert [str(m.tag) for m in registry.versions("cli")] == [tag]
+    assert [str(m.tag) for m in store.versions("cli")] == [tag]
     assert "not training" in capsys.readouterr().out
     assert train_cli(["--data", "missing.csv", "--target", "y"]) == 2
 
@@ -165,14 +165,14 @@ def test_tools_inside_an_image_read_the_packaged_model_store(tmp_path, monkeypat
     train(features, target, TrainConfig(name="not-packaged"))
     name, version = tag.split(":")
     bento = tmp_path / "bento"
-    shutil.copytree(Path(registry._get(tag).path), bento / "models" / name / version)
-    assert not registry.use_packaged_models({})
+    shutil.copytree(Path(store._get(tag).path), bento / "models" / name / version)
+    assert not store.use_packaged_models({})
     own_store = BentoMLContainer.model_store.get()
     try:
-        assert registry.use_packaged_models({"BENTO_PATH": str(bento)})
-        assert [str(m.tag) for m in registry.versions(name)] == [tag]
-        assert registry.versions("not-packaged") == []  # only what the image packages
-        assert registry.resolve_tag(name) == tag
+        assert store.use_packaged_models({"BENTO_PATH": str(bento)})
+        assert [str(m.tag) for m in store.versions(name)] == [tag]
+        assert store.versions("not-packaged") == []  # only what the image packages
+        assert store.resolve_tag(name) == tag
     finally:
         BentoMLContainer.model_store.set(own_store)
-    assert registry.versions("not-packaged")
+    assert store.versions("not-packaged")
