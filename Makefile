@@ -7,22 +7,49 @@ PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
+# Lock files with hashes, written by `make lock`: the runtime one (bentofile.yaml's too), the
+# dev one (runtime + dev and bench extras at the same versions) and checkov's.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+TOOLS_LOCK := deploy/requirements-checkov.lock
+LOCK_ARGS ?=
 
-.PHONY: install tools model serve train build containerize container-base rehearse bench \
+.PHONY: install lock tools model serve train build containerize container-base rehearse bench \
 	test test-unit lint format manifests clean
 
-$(STAMP): pyproject.toml
+# Exactly what the dev lock pins, each file checked against its hash (--no-deps: the lock is
+# complete, and pip's resolver rejects extras such as pandas[parquet] in hash mode, pypa/pip#9644);
+# then the project itself, built without isolation by the setuptools the lock pins, so nothing
+# unlocked is downloaded; pip check confirms the set is consistent.
+$(STAMP): $(LOCK) $(DEV_LOCK) pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# Rewrites the lock files from pyproject.toml (and deploy/requirements-checkov.txt) with the
+# uv the dev lock pins: Python 3.11, Linux x86_64 (glibc >= 2.28), wheels only. Pins still
+# allowed are kept; LOCK_ARGS=--upgrade (or --upgrade-package NAME) moves them. The dev lock
+# also pins [build-system] requires, for the install above, and uv itself.
+LOCK_COMPILE = $(BIN)/uv pip compile --quiet --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --only-binary :all: --generate-hashes \
+	--custom-compile-command "make lock" $(LOCK_ARGS)
+
+lock: install
+	$(LOCK_COMPILE) pyproject.toml -o $(LOCK)
+	{ $(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'; \
+		echo 'uv>=0.13,<0.14'; } | \
+		$(LOCK_COMPILE) pyproject.toml - --extra dev --extra bench --constraint $(LOCK) -o $(DEV_LOCK)
+	$(LOCK_COMPILE) deploy/requirements-checkov.txt -o $(TOOLS_LOCK)
+
 # checkov lives in its own venv: its pins conflict with the service's dependencies.
-$(TOOLS_STAMP): deploy/requirements-checkov.txt
+$(TOOLS_STAMP): $(TOOLS_LOCK)
 	test -x $(TOOLS)/bin/python || python3 -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip install --quiet -r deploy/requirements-checkov.txt
+	$(TOOLS)/bin/python -m pip install --quiet --require-hashes --no-deps -r $(TOOLS_LOCK)
+	$(TOOLS)/bin/python -m pip check
 	touch $(TOOLS_STAMP)
 
 tools: $(TOOLS_STAMP)
@@ -54,7 +81,7 @@ container-base: install
 # Rollout rehearsal: two model versions behind a local nginx under wrk load (needs nginx, wrk).
 # Options go in ARGS, e.g. make rehearse ARGS="--step-seconds 5 --connections 8"
 rehearse: install
-	$(PY) -m deploy.rehearse $(ARGS)
+	$(PY) -m bench.rehearse $(ARGS)
 
 # Ours against plain FastAPI and default BentoML on the same model; results in bench/results/
 bench: install
@@ -66,9 +93,14 @@ test: install tools
 test-unit: install
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
+# ruff; the layers (import contracts in pyproject.toml); the CI workflow (zizmor, offline,
+# every finding at any severity fails)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/zizmor --offline --strict-collection --no-progress --persona pedantic \
+		--min-severity informational --min-confidence low .github/workflows
 
 format: install
 	$(BIN)/ruff format .

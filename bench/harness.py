@@ -582,7 +582,7 @@ def check_tools() -> None:
     if missing:
         raise SystemExit(
             f"missing {', '.join(missing)}: apt-get install wrk; "
-            "pip install -e '.[bench]' (fastapi, uvicorn, matplotlib)"
+            "make install (fastapi, uvicorn, matplotlib)"
         )
 
 

@@ -120,13 +120,13 @@ def packaged_files(config: dict[str, Any]) -> list[Path]:
 
 def served_model_tag() -> str:
     """The model the service would package now (MODEL_TAG, else MODEL_NAME's promoted one)."""
-    from model import store as registry
+    from model import store
     from model.settings import settings
 
     current = settings()
     try:
-        return registry.resolve_tag(current.model.name, current.model.tag)
-    except registry.RegistryError as exc:
+        return store.resolve_tag(current.model.name, current.model.tag)
+    except store.RegistryError as exc:
         raise ToolError(str(exc)) from exc
 
 

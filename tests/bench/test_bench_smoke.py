@@ -64,7 +64,7 @@ def _missing() -> list[str]:
     missing = ["wrk (apt-get install wrk)"] if shutil.which("wrk") is None else []
     for module in ("fastapi", "uvicorn", "matplotlib"):
         if importlib.util.find_spec(module) is None:
-            missing.append(f"{module} (pip install -e '.[bench]')")
+            missing.append(f"{module} (make install)")
     return missing
 
 

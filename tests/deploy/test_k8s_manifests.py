@@ -905,10 +905,7 @@ def test_checkov_on_rendered_overlays(rendered_dir: Path) -> None:
     """Checkov (separate venv, see deploy/.checkov.yaml) finds nothing on the renders."""
     checkov = find_checkov()
     if checkov is None:
-        message = (
-            "checkov not found: python3 -m venv .venv-tools && "
-            ".venv-tools/bin/pip install -r deploy/requirements-checkov.txt (or set $CHECKOV)"
-        )
+        message = "checkov not found: python3 -m venv .venv-tools && make tools (or set $CHECKOV)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
