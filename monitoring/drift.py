@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from model import values
 from model.outputs import PREDICTION_COLUMN
 from model.schema import FeatureSchema
 from monitoring.verdicts import CATEGORICAL, NUMERIC
@@ -186,8 +187,9 @@ def as_numbers(series: pd.Series) -> pd.Series:
         return series
     if pd.api.types.is_numeric_dtype(series):
         return series.astype("float64")
-    numbers = pd.to_numeric(series, errors="coerce").astype("float64")
-    unreadable = int(numbers.isna().sum() - series.isna().sum())
+    floats, refused = values.number_list(series.tolist())  # the API's rule for each value
+    numbers = pd.Series(floats, index=series.index, name=series.name)
+    unreadable = int(refused.sum())
     if unreadable:
         logger.warning(
             "column %r: %d values are not numbers; compared as missing", series.name, unreadable

@@ -17,10 +17,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from model import values
 from model.outputs import PREDICTION_COLUMN
-from model.schema import FeatureSchema, to_model_frame
+from model.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +76,28 @@ def read_records(directory: Path, since: datetime | None = None) -> list[dict[st
 
 
 def to_frame(records: Sequence[dict[str, Any]], schema: FeatureSchema) -> pd.DataFrame:
-    """One row per logged instance: its features, cast as in training, and its prediction."""
-    rows = [
-        {**instance, PREDICTION_COLUMN: prediction}
-        for record in records
-        for instance, prediction in zip(record["instances"], record["predictions"], strict=True)
-    ]
-    frame = pd.DataFrame(rows, columns=[*schema.names, PREDICTION_COLUMN], dtype=object)
-    kinds = {feature.name: feature.kind for feature in schema.features}
-    return to_model_frame(frame[schema.names], kinds).assign(
-        **{PREDICTION_COLUMN: frame[PREDICTION_COLUMN].to_numpy()}
-    )
+    """One row per logged instance: its features read with the one rule (`model.values`),
+    as the API read them, and its prediction.
+
+    An instance with a value the rule refuses cannot come from this service, which refuses
+    it too; one found in an older or a foreign log is left out with a warning rather than
+    failing the drift run. A feature absent from an instance is a missing value.
+    """
+    instances = [instance for record in records for instance in record["instances"]]
+    predictions = [prediction for record in records for prediction in record["predictions"]]
+    columns: dict[str, np.ndarray] = {}
+    refused = np.zeros(len(instances), dtype=bool)
+    for feature in schema.features:
+        given = [instance.get(feature.name) for instance in instances]
+        read = values.number_list if feature.kind == "numeric" else values.category_list
+        columns[feature.name], refused_here = read(given)
+        refused |= refused_here
+    frame = pd.DataFrame(columns, columns=schema.names)
+    frame[PREDICTION_COLUMN] = pd.Series(predictions, dtype=object)
+    if refused.any():
+        logger.warning(
+            "payload log: %d logged instances hold values the API refuses; left out",
+            int(refused.sum()),
+        )
+        frame = frame[~refused].reset_index(drop=True)
+    return frame

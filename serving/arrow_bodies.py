@@ -1,8 +1,8 @@
 """Arrow IPC stream bodies: instances column by column, checked without a Python object per value.
 
 JSON costs a parsed object per number; an Arrow stream is binary columns, so a
-10,000-row body is read and checked with a few vectorised operations. The checks match
-those of JSON instances (instances.py), and errors have the same shape: a value is
+10,000-row body is read and checked with a few vectorised operations. Values follow the
+same rule as JSON instances (`model.values`), and errors have the same shape: a value is
 located as `("instances", row, feature)`, a whole column as `("instances", feature)`.
 """
 
@@ -13,13 +13,11 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from model import values
 from model.schema import Feature, FeatureSchema
-
-from .instances import MAX_ABS_NUMBER
 
 MAX_REPORTED_ERRORS = 100
 TITLE = "Input"
@@ -31,8 +29,15 @@ def read_instances(body: bytes, schema: FeatureSchema, max_rows: int) -> pd.Data
     errors = list(_shape_errors(table, schema, max_rows))
     if errors:
         raise ValidationError.from_exception_data(TITLE, errors[:MAX_REPORTED_ERRORS])
-    columns = {feature.name: _column_values(table, feature) for feature in schema.features}
-    errors = list(_value_errors(table, schema, columns))
+    columns: dict[str, np.ndarray] = {}
+    for feature in schema.features:
+        column = table.column(feature.name)
+        if feature.kind == "numeric":
+            checked = values.number_column(column, MAX_REPORTED_ERRORS)
+        else:
+            checked = values.category_column(column, MAX_REPORTED_ERRORS)
+        columns[feature.name] = checked.values
+        errors += [_value_error(problem, feature.name) for problem in checked.problems]
     if errors:
         raise ValidationError.from_exception_data(TITLE, errors[:MAX_REPORTED_ERRORS])
     if not schema.categorical:  # one float block, as a frame built from a matrix has
@@ -109,60 +114,17 @@ def _shape_errors(
 
 
 def _accepted_type(arrow_type: pa.DataType, feature: Feature) -> bool:
-    if pa.types.is_dictionary(arrow_type):
-        arrow_type = arrow_type.value_type
-    if pa.types.is_null(arrow_type):
-        return True
     if feature.kind == "numeric":
-        return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
-    return (
-        pa.types.is_string(arrow_type)
-        or pa.types.is_large_string(arrow_type)
-        or pa.types.is_integer(arrow_type)
-        or pa.types.is_floating(arrow_type)
-    )
+        return values.number_type_accepted(arrow_type)
+    return values.category_type_accepted(arrow_type)
 
 
-def _value_errors(
-    table: pa.Table, schema: FeatureSchema, columns: dict[str, np.ndarray]
-) -> Iterator[InitErrorDetails]:
-    for feature in schema.features:
-        if feature.kind != "numeric":
-            continue
-        values = columns[feature.name]
-        not_finite = ~np.isfinite(values)
-        column = table.column(feature.name)
-        if column.null_count:  # null is a missing value; NaN sent as a number is not
-            not_finite &= ~column.is_null().to_numpy(zero_copy_only=False)
-        with np.errstate(invalid="ignore"):  # NaN compares False: a missing value passes
-            too_low = np.isfinite(values) & (values < -MAX_ABS_NUMBER)
-            too_high = np.isfinite(values) & (values > MAX_ABS_NUMBER)
-        for row in np.flatnonzero(not_finite)[:MAX_REPORTED_ERRORS]:
-            yield _value_error("finite_number", row, feature.name, values[row], {})
-        for row in np.flatnonzero(too_low)[:MAX_REPORTED_ERRORS]:
-            yield _value_error(
-                "greater_than_equal", row, feature.name, values[row], {"ge": -MAX_ABS_NUMBER}
-            )
-        for row in np.flatnonzero(too_high)[:MAX_REPORTED_ERRORS]:
-            yield _value_error(
-                "less_than_equal", row, feature.name, values[row], {"le": MAX_ABS_NUMBER}
-            )
-
-
-def _value_error(
-    kind: str, row: np.integer, name: str, value: float, context: dict
-) -> InitErrorDetails:
-    return {"type": kind, "loc": ("instances", int(row), name), "input": value, "ctx": context}
-
-
-def _column_values(table: pa.Table, feature: Feature) -> np.ndarray:
-    """Numeric columns as float64 (null is NaN, a missing value); categorical as str or None."""
-    column = table.column(feature.name)
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    if feature.kind == "numeric":
-        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    return pc.cast(column, pa.string()).to_numpy(zero_copy_only=False).astype(object)
+def _value_error(problem: values.Problem, name: str) -> InitErrorDetails:
+    return {
+        "type": PydanticCustomError(problem.kind, "{message}", {"message": problem.message}),
+        "loc": ("instances", problem.row, name),
+        "input": problem.value,
+    }
 
 
 def write_table(table: pa.Table, metadata: dict[str, str] | None = None) -> bytes:

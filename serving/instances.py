@@ -1,8 +1,9 @@
-"""Request and response types built from a model's feature schema.
+"""Instance types built from a model's feature schema: what `{"instances": [...]}` holds.
 
 Validation happens while the request body is parsed, per request and before the
 adaptive batcher merges requests, so one client's bad row never fails another's batch.
-Errors name the instance index and the field: `loc: ["instances", 3, "mean radius"]`.
+Each value follows the one rule of `model.values`. Errors name the instance index and
+the field: `loc: ["instances", 3, "mean radius"]`.
 """
 
 from __future__ import annotations
@@ -19,29 +20,24 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     Tag,
+    TypeAdapter,
     ValidationError,
 )
-from pydantic_core import InitErrorDetails
+from pydantic_core import InitErrorDetails, core_schema
 from typing_extensions import TypedDict
 
 from model.schema import FeatureSchema
+from model.values import MAX_ABS_NUMBER, CategoryValue, NumberValue
 
-# Far beyond any real measurement, and far below where scaling overflows float64.
-MAX_ABS_NUMBER = 1e15
+# What most bodies hold: numbers and null only. Validated by pydantic-core alone, with the
+# same answer as `NumberValue` where it accepts; anything else goes to the full rule.
+PlainNumber = Annotated[
+    float | None, Field(strict=True, allow_inf_nan=False, ge=-MAX_ABS_NUMBER, le=MAX_ABS_NUMBER)
+]
 
 
 ROW_TAG, OBJECT_TAG, WRONG_LENGTH_TAG = "row", "object", "wrong_length"
 _TAGS = frozenset({ROW_TAG, OBJECT_TAG, WRONG_LENGTH_TAG})
-
-
-def _numeric() -> Any:
-    return Annotated[
-        float | None, Field(allow_inf_nan=False, ge=-MAX_ABS_NUMBER, le=MAX_ABS_NUMBER)
-    ]
-
-
-def _categorical() -> Any:
-    return Annotated[str | None, Field(coerce_numbers_to_str=True)]
 
 
 def _instance_kind(width: int) -> Callable[[Any], str]:
@@ -60,17 +56,18 @@ def _wrong_length(width: int) -> Callable[[Any], Any]:
     return reject
 
 
-def instance_type(schema: FeatureSchema) -> Any:
+def instance_type(schema: FeatureSchema, number: Any = NumberValue) -> Any:
     """One instance: an object keyed by feature name, or a list of values in schema order.
 
-    Numeric features take numbers (or numeric strings) within ±1e15, never NaN or
-    infinity; categorical features take strings (numbers are read as their text). `null`
-    is a missing value, imputed as in training. Every feature must be present and no
+    Values follow `model.values`: numeric features take numbers (or text spelling one)
+    within ±1e15, never NaN or infinity; categorical features take text (numbers are read
+    as their text); null and the missing-value texts are missing values, imputed as in
+    training. `number` is the type of numeric values. Every feature must be present and no
     other key is allowed. A list validates to a tuple in schema order, an object to a
     mapping; both are checked by pydantic's compiled validators, list items by position.
     Error locations carry the union's tag until `locate_errors` names the feature.
     """
-    kinds = [_numeric() if f.kind == "numeric" else _categorical() for f in schema.features]
+    kinds = [number if f.kind == "numeric" else CategoryValue for f in schema.features]
     row = tuple[tuple(kinds)]  # type: ignore[misc]
     instance = TypedDict(  # type: ignore[misc]
         "Instance", {f.name: kind for f, kind in zip(schema.features, kinds, strict=True)}
@@ -95,16 +92,36 @@ def instance_type(schema: FeatureSchema) -> Any:
 
 
 def instances_field(schema: FeatureSchema | None, max_rows: int) -> Any:
-    """The `instances` list; without a schema (no model could be read) any objects or lists."""
+    """The `instances` list; without a schema (no model could be read) any objects or lists.
+
+    A body of plain numbers is validated once, by pydantic-core alone; any other body
+    (text, booleans, errors) again under the full rule, which also reports the errors.
+    """
+    length = Field(min_length=1, max_length=max_rows)
     if schema is None:
-        return Annotated[list[dict[str, Any] | list[Any]], Field(min_length=1, max_length=max_rows)]
+        return Annotated[list[dict[str, Any] | list[Any]], length]
+    plain = TypeAdapter(Annotated[list[instance_type(schema, PlainNumber)], length])  # type: ignore[misc]
+    exact = Annotated[list[instance_type(schema)], length]  # type: ignore[misc]
+
+    def plain_then_exact(value: Any, validate_exactly: core_schema.ValidatorFunctionWrapHandler):
+        try:
+            return plain.validate_python(value)
+        except ValidationError:
+            return validate_exactly(value)
+
+    # A class, so that BentoML leaves the list's metadata alone (see instance_type).
+    class Instances:
+        @classmethod
+        def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
+            return core_schema.no_info_wrap_validator_function(
+                plain_then_exact, handler.generate_schema(exact)
+            )
+
     return Annotated[
-        list[instance_type(schema)],  # type: ignore[misc]
+        Instances,
         Field(
-            min_length=1,
-            max_length=max_rows,
             description=f"1 to {max_rows} instances: objects keyed by feature name, "
-            f"or lists of {len(schema.features)} values in schema order.",
+            f"or lists of {len(schema.features)} values in schema order."
         ),
     ]
 

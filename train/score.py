@@ -33,20 +33,14 @@ import pyarrow.parquet as pq
 from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
-from model import tables
+from model import tables, values
 from model.outputs import PREDICTION_COLUMN, predict
 from model.schema import Feature, FeatureSchema
 from model.store import LoadedModel
-from serving.instances import MAX_ABS_NUMBER
 
 logger = logging.getLogger(__name__)
 
 ROW_COLUMN = "row"
-# pandas' default missing-value texts, so a CSV file reads as it did with pandas
-MISSING_TEXTS = (
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
-)  # fmt: skip
 CSV_BLOCK_BYTES = 1 << 20
 
 Item = TypeVar("Item")
@@ -156,7 +150,7 @@ def _batches(
     convert = pcsv.ConvertOptions(
         include_columns=columns,
         column_types=column_types,
-        null_values=list(MISSING_TEXTS),
+        null_values=list(values.MISSING_TEXTS),
         strings_can_be_null=True,
     )
     read = pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False)
@@ -185,80 +179,6 @@ def _rechunked(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Tabl
         yield pa.Table.from_batches(waiting)
 
 
-def _is_number_type(kind: pa.DataType) -> bool:
-    types = pa.types
-    return (
-        types.is_integer(kind)
-        or types.is_floating(kind)
-        or types.is_boolean(kind)
-        or types.is_decimal(kind)
-    )
-
-
-def _is_text_type(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
-
-
-def _is_bytes_type(kind: pa.DataType) -> bool:
-    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
-
-
-def _floats(column: pa.ChunkedArray) -> np.ndarray:
-    return column.to_numpy(zero_copy_only=False).astype("float64", copy=False)
-
-
-def _parsed_text(column: pa.ChunkedArray) -> np.ndarray | None:
-    """Text parsed as numbers by Arrow; None if some text is not a plain number."""
-    try:
-        values = _floats(pc.cast(column, pa.float64()))
-    except pa.ArrowInvalid:
-        return None
-    if np.count_nonzero(np.isnan(values)) != column.null_count:  # "nan" as text
-        return None
-    return values
-
-
-def numeric_values(column: pa.ChunkedArray) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """Floats, NaN where missing or not a number, and (index, problem) for values not a number."""
-    if _is_number_type(column.type):
-        return _floats(column.cast(pa.float64(), safe=False)), []
-    if _is_text_type(column.type) or _is_bytes_type(column.type):
-        values = _parsed_text(column)
-        if values is not None:
-            return values, []
-    if _is_bytes_type(column.type):
-        column = column.cast(pa.string())  # fails on bytes that are not UTF-8
-    # anything else goes through pandas' to_numeric, which names each value it cannot parse
-    raw = column.to_pandas()
-    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64")
-    not_a_number = np.flatnonzero(raw.notna().to_numpy() & np.isnan(values))
-    return values, [(index, f"not a number: {raw.iloc[index]!r}") for index in not_a_number]
-
-
-def beyond_limits(values: np.ndarray) -> np.ndarray:
-    """Which values are infinite or beyond ±MAX_ABS_NUMBER (missing values are fine)."""
-    if _all_within_limits(values):
-        return np.zeros(len(values), dtype=bool)
-    with np.errstate(invalid="ignore"):
-        return ~np.isnan(values) & ~(np.abs(values) <= MAX_ABS_NUMBER)
-
-
-def _all_within_limits(values: np.ndarray) -> bool:
-    """A quick check ignoring NaN (all NaN: False, and the exact check runs)."""
-    if not len(values):
-        return True
-    lowest, highest = np.fmin.reduce(values), np.fmax.reduce(values)
-    return bool(lowest >= -MAX_ABS_NUMBER and highest <= MAX_ABS_NUMBER)
-
-
-def category_values(column: pa.ChunkedArray) -> np.ndarray:
-    """Text, or None where missing; other types as Python's str() of each value."""
-    if _is_text_type(column.type):
-        return column.to_numpy(zero_copy_only=False)
-    raw = column.to_pandas().astype(object)
-    return raw.where(raw.notna(), None).map(lambda v: v if v is None else str(v)).to_numpy()
-
-
 def check_chunk(
     chunk: pa.Table,
     schema: FeatureSchema,
@@ -277,8 +197,8 @@ def check_chunk(
     checked = (pool.map if pool else map)(
         lambda feature: _checked_column(chunk.column(feature.name), feature), schema.features
     )
-    for feature, (values, found) in zip(schema.features, checked, strict=True):
-        columns[feature.name] = values
+    for feature, (column_values, found) in zip(schema.features, checked, strict=True):
+        columns[feature.name] = column_values
         for index, problem in found:
             good[index] = False
             problems.append((int(row_numbers[index]), feature.name, problem))
@@ -294,11 +214,10 @@ def check_chunk(
 def _checked_column(
     column: pa.ChunkedArray, feature: Feature
 ) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    if feature.kind == "categorical":
-        return category_values(column), []
-    values, problems = numeric_values(column)
-    out_of_range = np.flatnonzero(beyond_limits(values))
-    return values, problems + [(index, "not finite or beyond ±1e15") for index in out_of_range]
+    """The column as the model's input, and (index, problem) for every value refused."""
+    check = values.number_column if feature.kind == "numeric" else values.category_column
+    checked = check(column, max_problems=len(column))
+    return checked.values, [(problem.row, problem.message) for problem in checked.problems]
 
 
 def _checked_chunks(

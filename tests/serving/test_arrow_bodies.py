@@ -94,7 +94,7 @@ def test_null_is_a_missing_value_but_nan_sent_as_a_number_is_not():
 
 def test_missing_extra_duplicate_and_mistyped_columns_are_named():
     table = pa.Table.from_arrays(
-        [pa.array(["x"]), pa.array([1.0]), pa.array([2.0]), pa.array([3.0])],
+        [pa.array([True]), pa.array([1.0]), pa.array([2.0]), pa.array([3.0])],
         names=["age", "colour", "colour", "city"],
     )
     assert errors_of(body(table)) == [
