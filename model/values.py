@@ -477,7 +477,7 @@ class Problem(NamedTuple):
 class NumberColumn:
     """A numeric column checked: `values` has NaN where missing or refused."""
 
-    values: np.ndarray  # float64
+    values: np.ndarray  # float64; may be a read-only view of the column when none is refused
     refused: np.ndarray  # bool, one per row
     problems: list[Problem]  # the first refused rows, in row order
     refused_count: int
@@ -537,7 +537,7 @@ def number_column(column: pa.Array | pa.ChunkedArray, max_problems: int = 100) -
     if pa.types.is_null(arrow_type):
         values, refusals = np.full(len(array), np.nan), []
     elif _holds_numbers(arrow_type):
-        values = _floats(array)
+        values = _floats(array, writable=False)  # a copy only if a value is refused
         refusals = _beyond_limits(values, missing, may_hold_nan=pa.types.is_floating(arrow_type))
     elif _is_text_type(arrow_type):
         values, refusals = _text_numbers(array, missing)
@@ -546,6 +546,7 @@ def number_column(column: pa.Array | pa.ChunkedArray, max_problems: int = 100) -
     refused = _any(refusals, len(array))
     count = int(np.count_nonzero(refused))
     if count:
+        values = values if values.flags.writeable else values.copy()
         values[refused] = np.nan
     problems = _first_problems(array, refusals, refused, max_problems, _number_message)
     return NumberColumn(values, refused, problems, count)
@@ -641,15 +642,15 @@ def _plain_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """One array, dictionaries decoded, views as ordinary (large) strings and binaries."""
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
+    if isinstance(column, pa.ChunkedArray):  # one chunk (an IPC body's usual): no copy
+        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     if _is_view_type(column.type):
         column = column.cast(_VIEWS_AS[str(column.type)])
     return column
 
 
-def _numpy(array: pa.Array) -> np.ndarray:
-    return array.to_numpy(zero_copy_only=False, writable=True)
+def _numpy(array: pa.Array, *, writable: bool = True) -> np.ndarray:
+    return array.to_numpy(zero_copy_only=False, writable=writable)
 
 
 def _null_mask(array: pa.Array) -> np.ndarray:
@@ -658,9 +659,9 @@ def _null_mask(array: pa.Array) -> np.ndarray:
     return _numpy(array.is_null())
 
 
-def _floats(array: pa.Array) -> np.ndarray:
+def _floats(array: pa.Array, *, writable: bool = True) -> np.ndarray:
     """float64 values, NaN where null (integers beyond 2**53 rounded, as pydantic does)."""
-    return _numpy(array.cast(pa.float64(), safe=False))
+    return _numpy(array.cast(pa.float64(), safe=False), writable=writable)
 
 
 def _any(refusals: list[tuple[str, np.ndarray]], rows: int) -> np.ndarray:
@@ -682,9 +683,13 @@ def _beyond_limits(
         return []
     lowest, highest = np.fmin.reduce(values), np.fmax.reduce(values)
     within = bool(lowest >= -MAX_ABS_NUMBER and highest <= MAX_ABS_NUMBER)
-    if within and (
-        not may_hold_nan or np.count_nonzero(np.isnan(values)) == np.count_nonzero(missing)
-    ):
+    if within and not may_hold_nan:
+        return []
+    if within and not missing.any():
+        # the limits bound the sum far below overflow: it is NaN only if a value is
+        if not np.isnan(np.add.reduce(values)):
+            return []
+    elif within and np.count_nonzero(np.isnan(values)) == np.count_nonzero(missing):
         return []
     finite = np.isfinite(values)
     with np.errstate(invalid="ignore"):
@@ -756,6 +761,8 @@ def _first_problems(
     message: Callable[[str, object], str],
 ) -> list[Problem]:
     """The first refused rows: the kind of the first refusal that marks each, its value."""
+    if not refusals:
+        return []
     problems = []
     for row in np.flatnonzero(refused)[:max_problems].tolist():
         kind = next(kind for kind, mask in refusals if mask[row])
