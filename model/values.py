@@ -707,6 +707,42 @@ def _missing_texts(arrow_type: pa.DataType) -> pa.Array:
 def _text_numbers(
     array: pa.Array, missing: np.ndarray
 ) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+    """Text parsed by the rule (see `_matched_text_numbers`), most often in one cast."""
+    plain = _plain_text_numbers(array, missing)
+    return plain if plain is not None else _matched_text_numbers(array, missing)
+
+
+def _plain_text_numbers(
+    array: pa.Array, missing: np.ndarray
+) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]] | None:
+    """A column of plain number text (a CSV file's usual), parsed by Arrow's cast alone.
+
+    Arrow's parser takes a subset of the rule's number text (no spaces around it, no
+    underscores, ASCII only), plus "nan" and "inf" spellings; so when the cast succeeds
+    and gives no NaN or infinity but for nulls, every value follows the rule and only the
+    limits remain to check. Otherwise None: the rule decides value by value.
+    """
+    try:
+        values = _floats(array)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if not len(values) or missing.all():
+        return None
+    if not (np.isfinite(np.fmin.reduce(values)) and np.isfinite(np.fmax.reduce(values))):
+        return None  # infinity, or text too large for a float
+    if missing.any():
+        if np.count_nonzero(np.isnan(values)) != np.count_nonzero(missing):
+            return None  # "nan" text
+    else:
+        with np.errstate(over="ignore"):  # finite values: their sum is NaN only if one is
+            if np.isnan(np.add.reduce(values)):
+                return None
+    return values, _beyond_limits(values, missing, may_hold_nan=False)
+
+
+def _matched_text_numbers(
+    array: pa.Array, missing: np.ndarray
+) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
     """Text parsed by the rule: only text matching the pattern is cast to float64.
 
     Bytes need no UTF-8 check: text that matches is ASCII, and bytes that are not UTF-8
