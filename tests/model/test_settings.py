@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from model.settings import SettingError, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults():
@@ -47,3 +50,11 @@ def test_values_are_read_and_trimmed():
 def test_malformed_values_name_the_variable(env, message):
     with pytest.raises(SettingError, match=message):
         Settings.from_env(env)
+
+
+def test_every_setting_is_documented():
+    source = (ROOT / "model" / "settings.py").read_text()
+    names = set(re.findall(r'env(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', source))
+    assert len(names) >= 25
+    documented = (ROOT / "docs" / "operations.md").read_text()
+    assert {name for name in names if f"`{name}`" not in documented} == set()
