@@ -1,8 +1,11 @@
-"""The APIs' input specs: BentoML's JSON parsing, errors named by feature, and Arrow bodies.
+"""The APIs' input specs: JSON bodies in two passes, errors named by feature, Arrow bodies.
 
-BentoML parses a JSON body straight into the spec with pydantic's compiled validators;
-the spec then renames error locations (`locate_errors`). The batch API also reads Arrow
-IPC streams (`arrow_bodies.py`) into the model's frame, which skips per-value objects.
+A JSON body is parsed straight into a spec by pydantic's compiled validators. Most bodies
+hold plain numbers only, so a first pass reads numeric values as strict floats (no Python
+code runs); a body it refuses (text, booleans, or an error) is read again under the full
+rule of `model.values`, which accepts what it should and reports what it refuses, with
+error locations renamed by feature (`locate_errors`). The batch API also reads Arrow IPC
+streams (`arrow_bodies.py`) into the model's frame, which skips per-value objects.
 """
 
 from __future__ import annotations
@@ -10,13 +13,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import bentoml
-from pydantic import ValidationError, create_model
+from pydantic import BaseModel, ValidationError, create_model
 from starlette.requests import Request
 
 from model.schema import FeatureSchema
 
 from .arrow_bodies import read_instances
-from .instances import instances_field, locate_errors
+from .instances import PlainNumber, instances_field, locate_errors
 from .media import ARROW_MEDIA_TYPE, media_type_of
 
 
@@ -27,6 +30,7 @@ class InstancesInput(bentoml.IODescriptor):
     feature_schema: ClassVar[FeatureSchema | None] = None
     max_rows: ClassVar[int] = 0
     reads_arrow: ClassVar[bool] = False
+    plain_spec: ClassVar[type[BaseModel] | None] = None
 
     @classmethod
     async def from_http_request(cls, request: Request, serde: Any) -> Any:
@@ -35,8 +39,21 @@ class InstancesInput(bentoml.IODescriptor):
         if cls.reads_arrow and schema is not None and is_arrow:
             frame = read_instances(await request.body(), schema, cls.max_rows)
             return cls.model_construct(instances=frame)  # checked column by column above
+        return cls.from_json(await request.body())
+
+    @classmethod
+    def from_json(cls, body: bytes) -> InstancesInput:
+        """The spec of a JSON body: the plain pass when it suffices, else the full rule."""
+        body = body or b"{}"
+        if cls.plain_spec is not None:
+            try:
+                plain = cls.plain_spec.model_validate_json(body)
+            except ValidationError:
+                pass  # the full rule decides, and says what is wrong
+            else:
+                return cls.model_construct(instances=plain.instances)
         try:
-            return await super().from_http_request(request, serde)
+            return cls.model_validate_json(body)
         except ValidationError as error:
             raise locate_errors(error, cls.feature_names) from None
 
@@ -47,6 +64,11 @@ def instances_input(
     spec = create_model(
         "Input", __base__=InstancesInput, instances=(instances_field(schema, max_rows), ...)
     )
+    if schema is not None:
+        plain = instances_field(schema, max_rows, PlainNumber)
+        spec.plain_spec = create_model(
+            "PlainInput", __base__=InstancesInput, instances=(plain, ...)
+        )
     spec.feature_names = schema.names if schema is not None else []
     spec.feature_schema = schema
     spec.max_rows = max_rows

@@ -20,17 +20,16 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     Tag,
-    TypeAdapter,
     ValidationError,
 )
-from pydantic_core import InitErrorDetails, core_schema
+from pydantic_core import InitErrorDetails
 from typing_extensions import TypedDict
 
 from model.schema import FeatureSchema
 from model.values import MAX_ABS_NUMBER, CategoryValue, NumberValue
 
 # What most bodies hold: numbers and null only. Validated by pydantic-core alone, with the
-# same answer as `NumberValue` where it accepts; anything else goes to the full rule.
+# same answer as `NumberValue` where it accepts; a body it refuses goes to the full rule.
 PlainNumber = Annotated[
     float | None, Field(strict=True, allow_inf_nan=False, ge=-MAX_ABS_NUMBER, le=MAX_ABS_NUMBER)
 ]
@@ -91,37 +90,21 @@ def instance_type(schema: FeatureSchema, number: Any = NumberValue) -> Any:
     return Instance
 
 
-def instances_field(schema: FeatureSchema | None, max_rows: int) -> Any:
+def instances_field(schema: FeatureSchema | None, max_rows: int, number: Any = NumberValue) -> Any:
     """The `instances` list; without a schema (no model could be read) any objects or lists.
 
-    A body of plain numbers is validated once, by pydantic-core alone; any other body
-    (text, booleans, errors) again under the full rule, which also reports the errors.
+    `number` is the type of numeric values: the full rule, or `PlainNumber` for the fast
+    first pass over a body (see `serving.inputs`).
     """
-    length = Field(min_length=1, max_length=max_rows)
     if schema is None:
-        return Annotated[list[dict[str, Any] | list[Any]], length]
-    plain = TypeAdapter(Annotated[list[instance_type(schema, PlainNumber)], length])  # type: ignore[misc]
-    exact = Annotated[list[instance_type(schema)], length]  # type: ignore[misc]
-
-    def plain_then_exact(value: Any, validate_exactly: core_schema.ValidatorFunctionWrapHandler):
-        try:
-            return plain.validate_python(value)
-        except ValidationError:
-            return validate_exactly(value)
-
-    # A class, so that BentoML leaves the list's metadata alone (see instance_type).
-    class Instances:
-        @classmethod
-        def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
-            return core_schema.no_info_wrap_validator_function(
-                plain_then_exact, handler.generate_schema(exact)
-            )
-
+        return Annotated[list[dict[str, Any] | list[Any]], Field(min_length=1, max_length=max_rows)]
     return Annotated[
-        Instances,
+        list[instance_type(schema, number)],  # type: ignore[misc]
         Field(
+            min_length=1,
+            max_length=max_rows,
             description=f"1 to {max_rows} instances: objects keyed by feature name, "
-            f"or lists of {len(schema.features)} values in schema order."
+            f"or lists of {len(schema.features)} values in schema order.",
         ),
     ]
 

@@ -19,13 +19,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from model.schema import Feature, FeatureSchema
 from monitoring import payloads
 from monitoring.drift import compute_drift
 from serving.arrow_bodies import read_instances, write_table
-from serving.instances import instances_field, to_frame
+from serving.inputs import instances_input
+from serving.instances import to_frame
 from serving.payload_log import Exchange, to_line
 from train.score import _checked_chunks
 
@@ -85,14 +86,19 @@ def verdict(x: Any, c: Any) -> tuple[Any, Any] | str:
 
 
 def via_json(x: Any, c: Any) -> tuple[Any, Any] | str:
-    adapter = TypeAdapter(instances_field(SCHEMA, 10))
-    body = json.dumps([{"x": x, "c": c}])
-    try:  # BentoML parses the JSON, then validates the Python objects
-        instances = adapter.validate_python(json.loads(body))
-    except ValidationError:
-        return REFUSED
-    frame = to_frame(instances, SCHEMA)
-    return verdict(frame["x"][0], frame["c"][0])
+    """As the APIs read a body: the plain pass, else the full rule (both orders of keys)."""
+    spec = instances_input(SCHEMA, 10)
+    answers = set()
+    for instance in ({"x": x, "c": c}, [x, c]):
+        try:
+            instances = spec.from_json(json.dumps({"instances": [instance]}).encode()).instances
+        except ValidationError:
+            answers.add(REFUSED)
+            continue
+        frame = to_frame(instances, SCHEMA)
+        answers.add(verdict(frame["x"][0], frame["c"][0]))
+    (answer,) = answers
+    return answer
 
 
 def arrow_array(value: Any) -> pa.Array:
