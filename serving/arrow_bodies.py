@@ -119,11 +119,20 @@ def _accepted_type(arrow_type: pa.DataType, feature: Feature) -> bool:
     return values.category_type_accepted(arrow_type)
 
 
+# the context pydantic's error types need for their messages, as the JSON path gives them
+_ERROR_CONTEXT = {
+    values.TOO_HIGH: {"le": values.MAX_ABS_NUMBER},
+    values.TOO_LOW: {"ge": -values.MAX_ABS_NUMBER},
+}
+
+
 def _value_error(problem: values.Problem, name: str) -> InitErrorDetails:
+    """A refused value as the JSON path reports it: pydantic's error type and message."""
     return {
-        "type": PydanticCustomError(problem.kind, "{message}", {"message": problem.message}),
+        "type": problem.kind,
         "loc": ("instances", problem.row, name),
         "input": problem.value,
+        "ctx": _ERROR_CONTEXT.get(problem.kind, {}),
     }
 
 
