@@ -65,7 +65,7 @@ def instances_input(
         "Input", __base__=InstancesInput, instances=(instances_field(schema, max_rows), ...)
     )
     if schema is not None:
-        plain = instances_field(schema, max_rows, PlainNumber)
+        plain = instances_field(schema, max_rows, PlainNumber, fail_fast=True)
         spec.plain_spec = create_model(
             "PlainInput", __base__=InstancesInput, instances=(plain, ...)
         )

@@ -90,11 +90,18 @@ def instance_type(schema: FeatureSchema, number: Any = NumberValue) -> Any:
     return Instance
 
 
-def instances_field(schema: FeatureSchema | None, max_rows: int, number: Any = NumberValue) -> Any:
+def instances_field(
+    schema: FeatureSchema | None,
+    max_rows: int,
+    number: Any = NumberValue,
+    *,
+    fail_fast: bool = False,
+) -> Any:
     """The `instances` list; without a schema (no model could be read) any objects or lists.
 
     `number` is the type of numeric values: the full rule, or `PlainNumber` for the fast
-    first pass over a body (see `serving.inputs`).
+    first pass over a body (see `serving.inputs`), which stops at the first bad instance
+    (`fail_fast`) since the full rule reads a refused body again and reports its errors.
     """
     if schema is None:
         return Annotated[list[dict[str, Any] | list[Any]], Field(min_length=1, max_length=max_rows)]
@@ -103,6 +110,7 @@ def instances_field(schema: FeatureSchema | None, max_rows: int, number: Any = N
         Field(
             min_length=1,
             max_length=max_rows,
+            fail_fast=fail_fast,
             description=f"1 to {max_rows} instances: objects keyed by feature name, "
             f"or lists of {len(schema.features)} values in schema order.",
         ),
