@@ -13,11 +13,12 @@ from starlette.responses import Response
 
 from model import store
 from model.settings import settings
+from serving import body_budget, endpoint_labels, header_limit
 from serving.access_log import configure_access_logger, quiet_client_errors
-from serving.app import middleware_stack
+from serving.app import middleware_stack, route_paths
 from serving.capture import BatchCapture
 from serving.drift_schedule import start_drift_schedule
-from serving.guards import parse_api_keys
+from serving.guards import DOC_PREFIXES, parse_api_keys
 from serving.heap import start_heap_trimmer
 from serving.inputs import instances_input
 from serving.media import ARROW_STREAM, accepts_arrow
@@ -29,16 +30,24 @@ from serving.runtime import Instances, Predictor
 
 logger = logging.getLogger("service")
 
-SETTINGS = settings()
+SETTINGS = body_budget.fitted(settings())
 SERVING = SETTINGS.serving
 # Resolved without loading: a server whose model is missing or broken stays up, unready.
 CHOICE = store.choose_served(SETTINGS.model.name, SETTINGS.model.tag)
 # `{"instances": [...]}` validated against the schema, errors named by feature;
 # batches may also come as Arrow streams
-PredictInput = instances_input(CHOICE.schema, SERVING.predict_max_rows)
-BatchInput = instances_input(CHOICE.schema, SERVING.predict_batch_max_rows, reads_arrow=True)
+PredictInput = instances_input(
+    CHOICE.schema, SERVING.predict_max_rows, max_body_bytes=SERVING.max_body_bytes
+)
+BatchInput = instances_input(
+    CHOICE.schema,
+    SERVING.predict_batch_max_rows,
+    reads_arrow=True,
+    max_body_bytes=SERVING.max_body_bytes,
+)
 PAYLOAD_LOG = PayloadLog(
     max_bytes=SETTINGS.payload_log.max_bytes,
+    max_line_bytes=SETTINGS.payload_log.max_line_bytes,
     backups=SETTINGS.payload_log.backups,
     queue_size=SETTINGS.payload_log.queue_size,
 )
@@ -49,7 +58,10 @@ def model_info() -> dict[str, Any] | str:
     return service.problem if service.predictor is None else service.predictor.info()
 
 
-@bentoml.asgi_app(info_app(model_info, SETTINGS.drift.report_dir), path="/")
+INFO_APP = info_app(model_info, SETTINGS.drift.report_dir)
+
+
+@bentoml.asgi_app(INFO_APP, path="/")
 @bentoml.service(
     workers=SERVING.workers,
     traffic={"timeout": 60},
@@ -148,3 +160,5 @@ if not parse_api_keys(SERVING.api_keys.reveal()):
     logger.warning("API_KEYS is empty: prediction and model routes accept any caller")
 for layer in middleware_stack(SETTINGS, problem=_problem, submit=PAYLOAD_LOG.submit):
     TabularModel.add_asgi_middleware(layer.middleware, **layer.options)
+header_limit.install(SERVING.max_header_bytes)
+endpoint_labels.install(route_paths(INFO_APP), DOC_PREFIXES)

@@ -22,7 +22,9 @@ deploy/.checkov.yaml).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from model.settings import SettingError, Settings
+from serving.body_budget import DECODE_OVERHEAD, DRIFT_RUN_BYTES, RESTING_BYTES
 
 Obj = dict[str, Any]
 Check = Callable[[Sequence[Obj]], list[str]]
@@ -76,6 +81,24 @@ CRD_SKIP_REASONS: dict[tuple[str, str], str] = {
 CRON_MACROS = frozenset(
     {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 )
+
+# Pods serving the model's API carry this label; the API-key, resource and
+# NetworkPolicy checks apply to their workloads.
+API_POD_LABEL = ("app.kubernetes.io/component", "api")
+API_KEYS_ENV = "API_KEYS"
+
+MiB = 2**20
+# The service's own figures (serving/body_budget.py, which clamps at start what the
+# cgroup limit cannot hold): a body costs DECODE_OVERHEAD times its size while it is
+# answered, and a worker at rest RESTING_BYTES (330 MiB measured for one worker with
+# its share of BentoML's arbiter, after start-up and 50 predictions).
+# and one drift run in a child process of the service DRIFT_RUN_BYTES.
+# Files of one drift run (report.html, drift.json): 3.6 MiB measured, whatever the rows.
+DRIFT_REPORT_BYTES = 4 * MiB
+# BentoML's own files under BENTOML_HOME (Prometheus multiprocess files, 5 x 64 KiB a process).
+BENTOML_HOME_BYTES = 64 * MiB
+
+NGINX_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io/"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -607,6 +630,353 @@ def check_analysis_templates(objs: Sequence[Obj]) -> list[str]:
     return problems
 
 
+# --------------------------------------------------------------------------- abuse limits
+
+
+def _api_workloads(objs: Sequence[Obj]) -> list[Obj]:
+    key, value = API_POD_LABEL
+    return [w for w in _of_kind(objs, *SERVING_KINDS) if template_labels(w, objs).get(key) == value]
+
+
+def check_api_keys_required(objs: Sequence[Obj]) -> list[str]:
+    """Every API container reads API_KEYS from a Secret that must exist.
+
+    With ``optional: true`` a missing Secret leaves API_KEYS unset and the service
+    answers every caller; required, the container does not start without it
+    (CreateContainerConfigError). A literal value would put the keys in the manifest.
+    """
+    problems = []
+    for workload in _api_workloads(objs):
+        for container in containers(workload, objs=objs):
+            problem = _api_keys_problem(container)
+            if problem:
+                problems.append(f"{ref(workload)}: container {container.get('name')!r}: {problem}")
+    return problems
+
+
+def _api_keys_problem(container: Mapping[str, Any]) -> str | None:
+    entries = [e for e in container.get("env") or [] if e.get("name") == API_KEYS_ENV]
+    if not entries:
+        return f"no {API_KEYS_ENV}: the service would accept any caller"
+    entry = entries[-1]
+    secret = _dig(entry, ("valueFrom", "secretKeyRef"))
+    if secret is None:
+        return f"{API_KEYS_ENV} must come from a Secret (valueFrom.secretKeyRef)"
+    if secret.get("optional") is True:
+        return (
+            f"{API_KEYS_ENV} reads Secret {secret.get('name')!r} with optional: true: without "
+            f"the Secret the service would accept any caller"
+        )
+    return None
+
+
+def check_network_policies(objs: Sequence[Obj]) -> list[str]:
+    """NetworkPolicies admit only selected clients, and every API workload has one.
+
+    An ingress rule with no ``from``, or a peer with an empty namespaceSelector
+    and no (or an empty) podSelector, an empty podSelector alone, or an ipBlock
+    of prefix length 0, admits everything (or every pod of a namespace).
+    """
+    problems = []
+    policies = list(_of_kind(objs, "NetworkPolicy"))
+    for policy in policies:
+        for index, rule in enumerate(_dig(policy, ("spec", "ingress")) or []):
+            peers = rule.get("from") or []
+            if not peers:
+                problems.append(f"{ref(policy)}: ingress rule {index} has no `from`: admits anyone")
+            for peer in peers:
+                reason = _open_peer(peer)
+                if reason:
+                    problems.append(f"{ref(policy)}: ingress rule {index} admits {reason}")
+    for workload in _api_workloads(objs):
+        if not any(_restricts_ingress(policy, workload, objs) for policy in policies):
+            problems.append(f"{ref(workload)}: no NetworkPolicy restricts ingress to its pods")
+    return problems
+
+
+def _open_peer(peer: Mapping[str, Any]) -> str | None:
+    """What a NetworkPolicy peer admits when that is everyone, else None."""
+    namespaces = peer.get("namespaceSelector")
+    pods = peer.get("podSelector")
+    block = peer.get("ipBlock")
+    if block is not None:
+        try:
+            network = ipaddress.ip_network(str(block.get("cidr")), strict=False)
+        except ValueError:
+            return None  # the schema validation reports a malformed CIDR
+        return f"every address (ipBlock {network})" if network.prefixlen == 0 else None
+    if namespaces is not None and _selects_all(namespaces) and (pods is None or _selects_all(pods)):
+        return "every pod in every namespace (empty namespaceSelector)"
+    if namespaces is None and pods is not None and _selects_all(pods):
+        return "every pod of its namespace (empty podSelector)"
+    return None
+
+
+def _selects_all(selector: Mapping[str, Any]) -> bool:
+    return not selector.get("matchLabels") and not selector.get("matchExpressions")
+
+
+def _restricts_ingress(policy: Obj, workload: Obj, objs: Sequence[Obj]) -> bool:
+    types = _dig(policy, ("spec", "policyTypes"))
+    return (
+        _namespace(policy) == _namespace(workload)
+        and (types is None or "Ingress" in types)
+        and label_selector_matches(
+            _dig(policy, ("spec", "podSelector")), template_labels(workload, objs)
+        )
+    )
+
+
+def check_resource_budgets(objs: Sequence[Obj]) -> list[str]:
+    """The service's settings fit its container: memory, body limits and disk.
+
+    The settings are read as the service reads them (model.settings) from the
+    container's environment in the render (ConfigMaps through envFrom, then
+    literal env values). Memory: WORKERS x (MAX_BODY_BYTES_IN_FLIGHT x
+    DECODE_OVERHEAD + RESTING_BYTES), plus DRIFT_RUN_BYTES when the drift
+    job runs inside the service, must fit the memory limit; MAX_BODY_BYTES must
+    fit MAX_BODY_BYTES_IN_FLIGHT. Disk: what the payload log (WORKERS x
+    (PAYLOAD_LOG_MAX_BYTES x (PAYLOAD_LOG_BACKUPS + 1) + PAYLOAD_LOG_MAX_LINE_BYTES)),
+    the in-process drift reports and BentoML's home can write to an emptyDir must
+    fit its sizeLimit. Shared volumes (the drift component's claim) are sized for
+    all pods together and are not checked here.
+    """
+    problems = []
+    for workload in _api_workloads(objs):
+        spec = _dig(pod_template(workload, objs), ("spec",)) or {}
+        for container in containers(workload, objs=objs):
+            where = f"{ref(workload)}: container {container.get('name')!r}"
+            env = container_env(container, objs, _namespace(workload))
+            try:
+                settings = Settings.from_env(env)
+            except SettingError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            problems += [f"{where}: {p}" for p in _memory_problems(container, settings)]
+            problems += [f"{where}: {p}" for p in _disk_problems(container, spec, settings, env)]
+    return problems
+
+
+def container_env(
+    container: Mapping[str, Any], objs: Sequence[Obj], namespace: str | None
+) -> dict[str, str]:
+    """The literal environment of a container: envFrom ConfigMaps of the render, then env values.
+
+    Values from Secrets and field references are unknown here and left out.
+    """
+    env: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        name = _dig(source, ("configMapRef", "name"))
+        config_map = _find(objs, "ConfigMap", name, namespace) if name else None
+        prefix = str(source.get("prefix") or "")
+        for key, value in ((config_map or {}).get("data") or {}).items():
+            env[prefix + key] = str(value)
+    for entry in container.get("env") or []:
+        if "value" in entry:
+            env[str(entry["name"])] = str(entry["value"])
+    return env
+
+
+def _in_process_drift(settings: Settings) -> bool:
+    return settings.drift.runner == "service" and settings.drift.interval_minutes > 0
+
+
+def _memory_problems(container: Mapping[str, Any], settings: Settings) -> list[str]:
+    serving = settings.serving
+    problems = []
+    if serving.max_body_bytes > serving.max_body_bytes_in_flight:
+        problems.append(
+            f"MAX_BODY_BYTES {_mib(serving.max_body_bytes)} is above MAX_BODY_BYTES_IN_FLIGHT "
+            f"{_mib(serving.max_body_bytes_in_flight)}: a body of the largest size never fits"
+        )
+    limit = _dig(container, ("resources", "limits", "memory"))
+    if limit is None:
+        return [*problems, "no memory limit: the request limits cannot be checked against it"]
+    try:
+        limit_bytes = parse_quantity(limit)
+    except ValueError as exc:
+        return [*problems, f"memory limit: {exc}"]
+    per_worker = serving.max_body_bytes_in_flight * DECODE_OVERHEAD + RESTING_BYTES
+    need = serving.workers * per_worker
+    parts = f"{serving.workers} x ({_mib(serving.max_body_bytes_in_flight)} x {DECODE_OVERHEAD}"
+    parts += f" + {_mib(RESTING_BYTES)})"
+    if _in_process_drift(settings):
+        need += DRIFT_RUN_BYTES
+        parts += f" + {_mib(DRIFT_RUN_BYTES)} for an in-process drift run"
+    if need > limit_bytes:
+        problems.append(
+            f"worst-case memory {parts} = {_mib(need)} exceeds the memory limit {limit}: "
+            f"lower MAX_BODY_BYTES_IN_FLIGHT or WORKERS, or raise the limit"
+        )
+    return problems
+
+
+def _disk_problems(
+    container: Mapping[str, Any],
+    pod_spec: Mapping[str, Any],
+    settings: Settings,
+    env: Mapping[str, str],
+) -> list[str]:
+    volumes = {v.get("name"): v for v in pod_spec.get("volumes") or []}
+    written: dict[str, list[tuple[str, int]]] = {}
+    for what, directory, size in _disk_writers(settings, env):
+        mount = _mount_of(container, directory)
+        if mount is not None and "emptyDir" in volumes.get(mount.get("name"), {}):
+            written.setdefault(str(mount.get("name")), []).append((what, size))
+    problems = []
+    for name, writers in written.items():
+        total = sum(size for _, size in writers)
+        limit = (volumes[name].get("emptyDir") or {}).get("sizeLimit")
+        listing = " + ".join(f"{what} {_mib(size)}" for what, size in writers)
+        if limit is None:
+            problems.append(f"emptyDir {name!r} has no sizeLimit, and holds {listing}")
+            continue
+        try:
+            limit_bytes = parse_quantity(limit)
+        except ValueError as exc:
+            problems.append(f"emptyDir {name!r} sizeLimit: {exc}")
+            continue
+        if total > limit_bytes:
+            problems.append(
+                f"emptyDir {name!r}: {listing} = {_mib(total)} exceeds its sizeLimit {limit}"
+            )
+    return problems
+
+
+def _disk_writers(settings: Settings, env: Mapping[str, str]) -> list[tuple[str, Path, int]]:
+    """What the service writes to disk: (what, directory, most bytes)."""
+    writers = []
+    log = settings.payload_log
+    if log.enabled:
+        per_worker = log.max_bytes * (log.backups + 1) + log.max_line_bytes
+        writers.append(("payload log", log.directory, settings.serving.workers * per_worker))
+    if _in_process_drift(settings):
+        reports = settings.drift.keep_reports * DRIFT_REPORT_BYTES
+        writers.append(("drift reports", settings.drift.report_dir, reports))
+    home = env.get("BENTOML_HOME", "").strip()
+    if home:
+        writers.append(("BentoML's files", Path(home), BENTOML_HOME_BYTES))
+    return writers
+
+
+def _mount_of(container: Mapping[str, Any], directory: Path) -> Mapping[str, Any] | None:
+    """The volume mount a directory is on (the deepest mount path that contains it)."""
+    found = None
+    for mount in container.get("volumeMounts") or []:
+        path = Path(str(mount.get("mountPath")))
+        if directory.is_relative_to(path) and (
+            found is None or path.is_relative_to(Path(str(found.get("mountPath"))))
+        ):
+            found = mount
+    return found
+
+
+def check_ingress_body_size(objs: Sequence[Obj]) -> list[str]:
+    """An ingress-nginx Ingress in front of the API passes bodies up to MAX_BODY_BYTES.
+
+    Without ``proxy-body-size`` the controller refuses bodies above 1 MiB; a
+    different value refuses bodies the service accepts, or passes ones it will
+    refuse only after they crossed the cluster.
+    """
+    problems = []
+    for ingress in _of_kind(objs, "Ingress"):
+        if not _served_by_nginx(ingress):
+            continue
+        annotated = _dig(
+            ingress, ("metadata", "annotations", NGINX_ANNOTATION_PREFIX + "proxy-body-size")
+        )
+        limits = _backend_body_limits(ingress, objs)
+        if annotated is None:
+            if limits:
+                problems.append(
+                    f"{ref(ingress)}: no {NGINX_ANNOTATION_PREFIX}proxy-body-size: the "
+                    f"controller's default (1m) refuses bodies the API accepts"
+                )
+            continue
+        size = parse_nginx_size(str(annotated))
+        if size is None:
+            problems.append(f"{ref(ingress)}: proxy-body-size {annotated!r} is not an nginx size")
+            continue
+        for workload, limit in limits:
+            if size != limit:
+                problems.append(
+                    f"{ref(ingress)}: proxy-body-size {annotated} ({size} bytes) differs from "
+                    f"MAX_BODY_BYTES {limit} of {ref(workload)}"
+                )
+    return problems
+
+
+def _served_by_nginx(ingress: Obj) -> bool:
+    annotations = _dig(ingress, ("metadata", "annotations")) or {}
+    return _dig(ingress, ("spec", "ingressClassName")) == "nginx" or any(
+        str(key).startswith(NGINX_ANNOTATION_PREFIX) for key in annotations
+    )
+
+
+def _backend_body_limits(ingress: Obj, objs: Sequence[Obj]) -> list[tuple[Obj, int]]:
+    """MAX_BODY_BYTES of each API container behind the Ingress's Services."""
+    spec = ingress.get("spec") or {}
+    backends = [spec.get("defaultBackend")] + [
+        path.get("backend")
+        for rule in spec.get("rules") or []
+        for path in _dig(rule, ("http", "paths")) or []
+    ]
+    names = {_dig(b, ("service", "name")) for b in backends if b}
+    api = _api_workloads(objs)
+    limits = []
+    for name in sorted(n for n in names if n):
+        service = _find(objs, "Service", name, _namespace(ingress))
+        for workload in _service_targets(service, objs) if service else []:
+            if workload not in api:
+                continue
+            for container in containers(workload, objs=objs):
+                env = container_env(container, objs, _namespace(workload))
+                try:
+                    limits.append((workload, Settings.from_env(env).serving.max_body_bytes))
+                except SettingError:
+                    continue  # reported by check_resource_budgets
+    return limits
+
+
+_QUANTITY = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+))([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?")
+_QUANTITY_SUFFIXES: dict[str, float] = {
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    **{f"{p}i": 2.0 ** (10 * n) for n, p in enumerate("KMGTPE", start=1)},
+}
+
+
+def parse_quantity(value: Any) -> float:
+    """A Kubernetes resource quantity (``1536Mi``, ``1G``, ``500m``, ``1e9``) as a number."""
+    match = _QUANTITY.fullmatch(str(value).strip())
+    if match is None:
+        raise ValueError(f"not a Kubernetes quantity: {value!r}")
+    number, suffix = match.groups()
+    if suffix and len(suffix) > 1 and suffix[0] in "eE":  # a decimal exponent, not exa (E)
+        return float(number) * 10 ** int(suffix[1:])
+    return float(number) * _QUANTITY_SUFFIXES.get(suffix or "", 1.0)
+
+
+def parse_nginx_size(value: str) -> int | None:
+    """An nginx size (``32m``, ``512k``, ``1g``, ``1024``) in bytes, or None."""
+    match = re.fullmatch(r"(\d+)([kKmMgG]?)", value.strip())
+    if match is None:
+        return None
+    number, unit = match.groups()
+    return int(number) * 1024 ** " kmg".index(unit.lower() or " ")
+
+
+def _mib(size: float) -> str:
+    return f"{size / MiB:g} MiB"
+
+
 ALL_CHECKS: tuple[Check, ...] = (
     check_workload_selectors,
     check_pdb_selectors,
@@ -620,6 +990,10 @@ ALL_CHECKS: tuple[Check, ...] = (
     check_cron_schedules,
     check_rollouts,
     check_analysis_templates,
+    check_api_keys_required,
+    check_network_policies,
+    check_resource_budgets,
+    check_ingress_body_size,
 )
 
 

@@ -65,6 +65,12 @@ if [[ -n "$NAMESPACE" ]] && ! "$KUBECTL_BIN" get namespace "$NAMESPACE" >/dev/nu
     "$KUBECTL_BIN" create namespace "$NAMESPACE" >/dev/null
 fi
 
+# the pods refuse to start without their API keys (an empty key list means no authentication)
+kube get secret model-api-keys >/dev/null 2>&1 || {
+    echo "smoke: create the Secret model-api-keys first (see docs/deploy.md#kubernetes)" >&2
+    exit 1
+}
+
 log "applying $OVERLAY"
 applied="$(kube apply -k "$OVERLAY" -o name)"
 while read -r object; do

@@ -110,6 +110,12 @@ class ServingSettings:
     """Largest request body accepted (413 beyond)."""
     max_in_flight: int
     """Prediction requests one worker handles at once; beyond it, 503 with Retry-After."""
+    max_body_bytes_in_flight: int
+    """Request body bytes one worker holds at once, read or being answered; beyond it, 503."""
+    body_timeout_seconds: float
+    """Time a client has to send a whole request body (408 beyond)."""
+    max_header_bytes: int
+    """Largest request line plus headers a worker reads (431 beyond)."""
     access_log: bool
     """One JSON line per request on stdout (probes and /metrics left out)."""
     tracing: bool
@@ -128,6 +134,8 @@ class PayloadLogSettings:
     """Rows logged per /predict_batch request: larger ones log a random sample; 0: all."""
     max_bytes: int
     """Size at which a payload log file is rotated."""
+    max_line_bytes: int
+    """Largest payload log record; larger ones are dropped and counted."""
     backups: int
     """Rotated files kept per worker."""
     queue_size: int
@@ -181,8 +189,11 @@ class Settings:
                 max_latency_ms=_int(env, "BATCH_MAX_LATENCY_MS", 1_000),
                 workers=_int(env, "WORKERS", 2),
                 api_keys=Secret(env.get("API_KEYS", "")),
-                max_body_bytes=_int(env, "MAX_BODY_BYTES", 128 * 2**20),
+                max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 2**20),
                 max_in_flight=_int(env, "MAX_IN_FLIGHT", 128),
+                max_body_bytes_in_flight=_int(env, "MAX_BODY_BYTES_IN_FLIGHT", 128 * 2**20),
+                body_timeout_seconds=_float(env, "BODY_TIMEOUT_SECONDS", 30.0, 0.1, 3600.0),
+                max_header_bytes=_int(env, "MAX_HEADER_BYTES", 64 * 2**10, minimum=4096),
                 access_log=_bool(env, "ACCESS_LOG", True),
                 tracing=_bool(env, "TRACING", False),
             ),
@@ -193,8 +204,9 @@ class Settings:
                 ),
                 sample_rate=_float(env, "PAYLOAD_LOG_SAMPLE_RATE", 1.0, 0.0, 1.0),
                 max_rows=_int(env, "PAYLOAD_LOG_MAX_ROWS", 100, minimum=0),
-                max_bytes=_int(env, "PAYLOAD_LOG_MAX_BYTES", 50 * 2**20),
-                backups=_int(env, "PAYLOAD_LOG_BACKUPS", 20, minimum=0),
+                max_bytes=_int(env, "PAYLOAD_LOG_MAX_BYTES", 16 * 2**20),
+                max_line_bytes=_int(env, "PAYLOAD_LOG_MAX_LINE_BYTES", 2**20, minimum=1024),
+                backups=_int(env, "PAYLOAD_LOG_BACKUPS", 5, minimum=0),
                 queue_size=_int(env, "PAYLOAD_LOG_QUEUE", 10_000),
             ),
             drift=DriftJobSettings(

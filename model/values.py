@@ -641,12 +641,28 @@ def _holds_numbers(arrow_type: pa.DataType) -> bool:
 def _plain_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """One array, dictionaries decoded, views as ordinary (large) strings and binaries."""
     if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
+        column = _decoded_dictionary(column)
     if isinstance(column, pa.ChunkedArray):  # one chunk (an IPC body's usual): no copy
         column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     if _is_view_type(column.type):
         column = column.cast(_VIEWS_AS[str(column.type)])
     return column
+
+
+def _decoded_dictionary(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    value_type = column.type.value_type
+    if not _is_view_type(value_type):
+        return column.cast(value_type)
+    # Arrow casts no dictionary of views: their entries become ordinary text first.
+    plain_type = _VIEWS_AS[str(value_type)]
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    decoded = []
+    for chunk in chunks:
+        entries = chunk.dictionary.cast(plain_type)
+        decoded.append(pa.DictionaryArray.from_arrays(chunk.indices, entries).cast(plain_type))
+    if isinstance(column, pa.ChunkedArray):
+        return pa.chunked_array(decoded, plain_type)
+    return decoded[0]
 
 
 def _numpy(array: pa.Array, *, writable: bool = True) -> np.ndarray:

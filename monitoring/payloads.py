@@ -3,8 +3,10 @@
 The log is written by the service (`serving.payload_log`): one JSON line per answered
 request, in one file per worker process (`payloads-<pid>.jsonl`, rotated). A line holds
 `ts`, `request_id`, `endpoint`, `features` (the feature names, in schema order),
-`request` (`{"instances": [...]}`: the body as sent, or a sample of a batch's rows) and
-`response` (`{"model", "predictions", "probabilities"}`); a sampled batch adds `rows`.
+`request` (`{"instances": [...]}`: the instances as the API validated them, each a list
+in schema order, or a sample of a batch's rows; older logs may hold objects keyed by
+feature name) and `response` (`{"model", "predictions", "probabilities"}`); a sampled
+batch adds `rows`.
 Values are read with the one rule of `model.values`, as the API read them.
 """
 

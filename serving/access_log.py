@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 import uuid
@@ -17,6 +18,10 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
+# A client's X-Request-ID is kept only when it is short and safe as a file-name part and a
+# log field: ASCII letters and digits first, then also . _ : - (no separators, spaces or
+# control characters); otherwise the request gets a new id.
+SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 SCOPE_KEY = "tabular_model.request_id"  # BentoML sets its own "request_id"
 QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 
@@ -80,7 +85,8 @@ def request_id_of(scope: Scope) -> str:
 
 
 class AccessLog:
-    """Outermost middleware: assigns the request id, logs the outcome as one JSON line."""
+    """Outermost middleware: assigns the request id (the client's X-Request-ID when it is
+    a safe id, else a new one), echoes it, and logs the outcome as one JSON line."""
 
     def __init__(self, app: ASGIApp, *, log_probes: bool = False) -> None:
         self.app = app
@@ -129,7 +135,8 @@ class AccessLog:
 
 
 def _client_request_id(scope: Scope) -> str | None:
+    """The first X-Request-ID header that is a safe id (`SAFE_REQUEST_ID`), if any."""
     for name, value in scope.get("headers", []):
-        if name == REQUEST_ID_HEADER and 0 < len(value) <= 128 and value.isascii():
+        if name == REQUEST_ID_HEADER and SAFE_REQUEST_ID.fullmatch(value):
             return value.decode("ascii")
     return None

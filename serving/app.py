@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from model.settings import Settings
@@ -19,13 +20,21 @@ from model.settings import Settings
 from .access_log import AccessLog
 from .capture import PayloadCapture
 from .errors import ErrorShapes
-from .guards import ApiKeyAuth, RequestLimits, RequireReady, parse_api_keys
+from .guards import (
+    DOC_PATHS,
+    PROBE_PATHS,
+    ApiKeyAuth,
+    RequestLimits,
+    RequireReady,
+    parse_api_keys,
+)
 from .payload_log import Exchange
 
 API_PATHS = frozenset({"/predict", "/predict_batch"})
 ARROW_PATHS = frozenset({"/predict_batch"})
-# /predict_batch logs a sample of the rows it predicted on (capture.BatchCapture)
-RAW_BODY_LOG_PATHS = frozenset({"/predict"})
+# /predict logs the instances it validated (capture.remember_instances); /predict_batch a
+# sample of the rows it predicted on (capture.BatchCapture)
+INSTANCE_LOG_PATHS = frozenset({"/predict"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,8 @@ def middleware_stack(
             {
                 "max_body_bytes": serving.max_body_bytes,
                 "max_in_flight": serving.max_in_flight,
+                "max_body_bytes_in_flight": serving.max_body_bytes_in_flight,
+                "body_timeout": serving.body_timeout_seconds,
                 "paths": API_PATHS,
                 "arrow_paths": ARROW_PATHS,
             },
@@ -61,13 +72,18 @@ def middleware_stack(
         Layer(
             PayloadCapture,
             {
-                "paths": RAW_BODY_LOG_PATHS,
+                "paths": INSTANCE_LOG_PATHS,
                 "submit": submit,
                 "sample_rate": settings.payload_log.effective_sample_rate,
             },
         ),
     ]
     return layers
+
+
+def route_paths(info: Starlette) -> frozenset[str]:
+    """Every exact path the service answers: the APIs, probes, docs and `info`'s routes."""
+    return API_PATHS | PROBE_PATHS | DOC_PATHS | {route.path for route in info.routes}
 
 
 def wrap(app: ASGIApp, layers: list[Layer]) -> ASGIApp:

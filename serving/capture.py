@@ -1,4 +1,5 @@
-"""Payload capture: raw bodies of small requests (ASGI middleware), row samples of batches."""
+"""Payload capture: the validated instances of small requests (ASGI middleware), row
+samples of batches."""
 
 from __future__ import annotations
 
@@ -6,25 +7,49 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.outputs import Outputs
-from serving.payload_log import Exchange, SampledRows
+from serving.payload_log import Exchange, Instance, SampledRows
 
 from .access_log import request_id_of
 
 logger = logging.getLogger(__name__)
 
+_SEEN_KEY = "tabular_model.seen_instances"
+
+
+@dataclass
+class _SeenInstances:
+    """Where the input spec leaves the instances of a request the capture will log."""
+
+    instances: Sequence[Instance] | None = None
+
+
+def remember_instances(scope: Scope, instances: Sequence[Instance]) -> None:
+    """Called by the input spec once a JSON body validated: the instances the model sees.
+
+    Kept only for a request the capture logs (sampled, on a logged path); otherwise a
+    no-op, so nothing outlives the request. Safe to call from a worker thread.
+    """
+    seen = scope.get(_SEEN_KEY)
+    if isinstance(seen, _SeenInstances):
+        seen.instances = instances
+
 
 class PayloadCapture:
-    """Hands each answered (2xx) request on `paths` to `submit`, sampled at `sample_rate`.
+    """Hands each answered (2xx) request on `paths` to `submit`, sampled at `sample_rate`:
+    the instances the input spec validated (`remember_instances`) and the response body.
 
-    Records carry the request id the access log assigned (the client's X-Request-ID, or
-    a new one), which every response echoes, so a client can find its record.
+    The request body itself is never kept, so padding or whitespace around valid
+    instances costs the log nothing. Records carry the request id the access log
+    assigned (a safe client X-Request-ID, or a new one), which every response echoes, so
+    a client can find its record.
     """
 
     def __init__(
@@ -41,22 +66,19 @@ class PayloadCapture:
         self.sample_rate = sample_rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        capture = scope["path"] in self.paths and random.random() < self.sample_rate
+        capture = (
+            scope["type"] == "http"
+            and scope["path"] in self.paths
+            and random.random() < self.sample_rate
+        )
         if not capture:
             await self.app(scope, receive, send)
             return
-        request_chunks: list[bytes] = []
+        # set before the app runs, so a shallow copy of the scope further in holds it too
+        seen = _SeenInstances()
+        scope[_SEEN_KEY] = seen
         response_chunks: list[bytes] = []
         status = 0
-
-        async def receive_and_keep() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                request_chunks.append(message.get("body", b""))
-            return message
 
         async def send_and_keep(message: Message) -> None:
             nonlocal status
@@ -66,14 +88,14 @@ class PayloadCapture:
                 response_chunks.append(message.get("body", b""))
             await send(message)
 
-        await self.app(scope, receive_and_keep, send_and_keep)
-        if 200 <= status < 300:
+        await self.app(scope, receive, send_and_keep)
+        if 200 <= status < 300 and seen.instances is not None:
             self.submit(
                 Exchange(
                     timestamp=time.time(),
                     request_id=request_id_of(scope) or uuid.uuid4().hex,
                     endpoint=scope["path"],
-                    request_body=b"".join(request_chunks),
+                    instances=seen.instances,
                     response_body=b"".join(response_chunks),
                 )
             )

@@ -5,9 +5,29 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 RETRY_AFTER_SECONDS = "1"
+MAX_REPORTED_ERRORS = 100
+# the last detail of a validation error that lists only the first of its problems; its
+# message starts with the total ("1234 problems in all; ...")
+TOO_MANY_ERRORS = "too_many_errors"
+# an Arrow body that would decode to more than the limits allow (serving.arrow_bodies)
+ARROW_TOO_LARGE = "arrow_too_large"
+
+
+def summarize(details: list[InitErrorDetails], total: int) -> list[InitErrorDetails]:
+    """The first `MAX_REPORTED_ERRORS` of `details`, then a summary if `total` is more."""
+    listed = details[:MAX_REPORTED_ERRORS]
+    if total <= len(listed):
+        return listed
+    summary = PydanticCustomError(
+        TOO_MANY_ERRORS,
+        "{total} problems in all; the first {listed} are listed",
+        {"total": total, "listed": len(listed)},
+    )
+    return [*listed, {"type": summary, "loc": ("instances",), "input": None}]
 
 
 async def respond(send: Send, status: int, body: dict, headers: Iterable = ()) -> None:
@@ -77,12 +97,32 @@ def shape_error(status: int, raw: bytes) -> tuple[int, dict, list[tuple[bytes, b
         body = {"error": body}
     headers: list[tuple[bytes, bytes]] = []
     details = body.get("detail") if isinstance(body.get("detail"), list) else []
+    if details:
+        _count_errors(body, details)
     if status == 400 and any(
         d.get("type") == "too_long" and d.get("loc") == ["instances"] for d in details
     ):
         status = 422
         body["error"] = "too many instances in one request"
+    elif status == 400 and any(d.get("type") == ARROW_TOO_LARGE for d in details):
+        status = 413
     elif status == 503:
         body = {"error": "overloaded: the model cannot answer in time; retry later"}
         headers.append((b"retry-after", RETRY_AFTER_SECONDS.encode()))
     return status, body, headers
+
+
+def _count_errors(body: dict, details: list) -> None:
+    """Adds `error_count`, the total: more than `detail` lists when it was cut short."""
+    summary = next(
+        (d for d in details if isinstance(d, dict) and d.get("type") == TOO_MANY_ERRORS), None
+    )
+    if summary is None:
+        body["error_count"] = len(details)
+        return
+    details.remove(summary)
+    total = str(summary.get("msg", "")).split(" ", 1)[0]
+    body["error_count"] = int(total) if total.isdigit() else len(details)
+    body["error"] = (
+        f"{body['error_count']} validation errors for Input; the first {len(details)} are listed"
+    )

@@ -6,6 +6,7 @@ routes are never guarded, so probes and scrapes work without a key and under loa
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Callable
@@ -75,12 +76,18 @@ class ApiKeyAuth:
 
 
 class RequestLimits:
-    """Refuses requests beyond `max_in_flight` (503), bodies over `max_body_bytes` (413),
-    and bodies neither JSON nor, on `arrow_paths`, an Arrow IPC stream (415).
+    """Bounds what one worker spends on request bodies before any of it is parsed.
 
-    The body is read here, up to the limit, and handed on whole: the APIs read it whole
-    anyway. Requests over the in-flight limit are shed at once with Retry-After instead
-    of queueing until their clients time out.
+    - 415: a body neither JSON nor, on `arrow_paths`, an Arrow IPC stream;
+    - 413: a body over `max_body_bytes` (refused on its Content-Length when it has one);
+    - 408: a body not received whole within `body_timeout` seconds;
+    - 503 + Retry-After: the bytes of bodies held by the worker (being received or
+      answered) would exceed `max_body_bytes_in_flight`, or `max_in_flight` requests are
+      being answered already.
+
+    A body reserves its bytes as they arrive, and an answering slot only once it is whole,
+    so clients trickling bodies hold what they sent and a deadline, never the slots of the
+    requests behind them. The body is handed on whole: the APIs read it whole anyway.
     """
 
     def __init__(
@@ -91,48 +98,101 @@ class RequestLimits:
         max_in_flight: int,
         paths: frozenset[str],
         arrow_paths: frozenset[str] = frozenset(),
+        max_body_bytes_in_flight: int | None = None,
+        body_timeout: float = 30.0,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_in_flight = max_in_flight
+        self.max_body_bytes_in_flight = max(
+            max_body_bytes, max_body_bytes_in_flight or max_body_bytes * max_in_flight
+        )
+        self.body_timeout = body_timeout
         self.paths = paths
         self.arrow_paths = arrow_paths
         self.in_flight = 0
+        self.body_bytes = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight:
-            await respond(
-                send,
-                503,
-                {
-                    "error": f"overloaded: more than {self.max_in_flight} requests in flight; "
-                    "retry later"
-                },
-                [(b"retry-after", RETRY_AFTER_SECONDS.encode())],
-            )
-            return
         if not self._accepts(scope):
             await respond(send, 415, {"error": self._accepted_types(scope["path"])})
             return
-        self.in_flight += 1
+        if _declared_length(scope) > self.max_body_bytes:
+            await self._too_large(send)
+            return
+        held = _Held(self)
         try:
-            body = await self._read_body(scope, receive)
-            if body is None:
-                await respond(
-                    send,
-                    413,
-                    {
-                        "error": f"request body larger than {self.max_body_bytes} bytes "
-                        "(MAX_BODY_BYTES); split it into several requests"
-                    },
+            body = await self._read_body(receive, held)
+            if isinstance(body, int):
+                await self._refuse_body(send, body)
+                return
+            if self.in_flight >= self.max_in_flight:
+                await _overloaded(
+                    send, f"more than {self.max_in_flight} requests in flight (MAX_IN_FLIGHT)"
                 )
                 return
-            await self.app(scope, _replay(body, receive), send)
+            self.in_flight += 1
+            try:
+                await self.app(scope, _replay(body, receive), send)
+            finally:
+                self.in_flight -= 1
         finally:
-            self.in_flight -= 1
+            held.release()
+
+    async def _read_body(self, receive: Receive, held: _Held) -> bytes | int:
+        """The whole body, or the status refusing it (408, 413, 503)."""
+        chunks: list[bytes] = []
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    chunk = message.get("body", b"")
+                    if held.size + len(chunk) > self.max_body_bytes:
+                        return 413
+                    if not held.take(len(chunk)):
+                        return 503
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            return 408
+        return b"".join(chunks)
+
+    async def _refuse_body(self, send: Send, status: int) -> None:
+        if status == 413:
+            await self._too_large(send)
+        elif status == 408:
+            await respond(
+                send,
+                408,
+                {
+                    "error": f"request body not received within {self.body_timeout:g} s "
+                    "(BODY_TIMEOUT_SECONDS)"
+                },
+                [(b"connection", b"close")],
+            )
+        else:
+            await _overloaded(
+                send,
+                f"request bodies in this worker would exceed {self.max_body_bytes_in_flight} "
+                "bytes (MAX_BODY_BYTES_IN_FLIGHT)",
+            )
+
+    async def _too_large(self, send: Send) -> None:
+        await respond(
+            send,
+            413,
+            {
+                "error": f"request body larger than {self.max_body_bytes} bytes "
+                "(MAX_BODY_BYTES); split it into several requests"
+            },
+            [(b"connection", b"close")],
+        )
 
     def _accepts(self, scope: Scope) -> bool:
         media_type = media_type_of(scope)
@@ -148,24 +208,40 @@ class RequestLimits:
             )
         return "send the body as JSON (Content-Type: application/json)"
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                return None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+
+class _Held:
+    """The body bytes one request holds against its worker's `max_body_bytes_in_flight`."""
+
+    def __init__(self, limits: RequestLimits) -> None:
+        self.limits = limits
+        self.size = 0
+
+    def take(self, size: int) -> bool:
+        if self.limits.body_bytes + size > self.limits.max_body_bytes_in_flight:
+            return False
+        self.limits.body_bytes += size
+        self.size += size
+        return True
+
+    def release(self) -> None:
+        self.limits.body_bytes -= self.size
+        self.size = 0
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return 0
+
+
+async def _overloaded(send: Send, reason: str) -> None:
+    await respond(
+        send,
+        503,
+        {"error": f"overloaded: {reason}; retry later"},
+        [(b"retry-after", RETRY_AFTER_SECONDS.encode())],
+    )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -3,24 +3,38 @@
 A JSON body is parsed straight into a spec by pydantic's compiled validators. Most bodies
 hold plain numbers only, so a first pass reads numeric values as strict floats (no Python
 code runs); a body it refuses (text, booleans, or an error) is read again under the full
-rule of `model.values`, which accepts what it should and reports what it refuses, with
-error locations renamed by feature (`locate_errors`). The batch API also reads Arrow IPC
-streams (`arrow_bodies.py`) into the model's frame, which skips per-value objects.
+rule of `model.values`, in chunks of instances, which accepts what it should and reports
+what it refuses: at most `MAX_REPORTED_ERRORS`, located by instance index and feature
+name (`locate_errors`), plus the total. The batch API also reads Arrow IPC streams
+(`arrow_bodies.py`) into the model's frame, which skips per-value objects.
+
+Large bodies are read in a worker thread, so the event loop keeps answering probes and
+small requests meanwhile; the chunks keep each step short, so the loop gets its turn.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
+import anyio.to_thread
 import bentoml
-from pydantic import BaseModel, ValidationError, create_model
+import pydantic_core
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
+from pydantic_core import InitErrorDetails
 from starlette.requests import Request
 
 from model.schema import FeatureSchema
 
 from .arrow_bodies import read_instances
-from .instances import PlainNumber, instances_field, locate_errors
+from .capture import remember_instances
+from .errors import MAX_REPORTED_ERRORS, summarize
+from .instances import PlainNumber, instance_type, instances_field, locate_errors
 from .media import ARROW_MEDIA_TYPE, media_type_of
+
+# bodies up to this size are read on the event loop: a thread hop costs more than they do
+THREAD_BODY_BYTES = 64 * 2**10
+# values the full rule checks per step: about a millisecond each
+CHUNK_VALUES = 4096
 
 
 class InstancesInput(bentoml.IODescriptor):
@@ -29,17 +43,30 @@ class InstancesInput(bentoml.IODescriptor):
     feature_names: ClassVar[list[str]] = []
     feature_schema: ClassVar[FeatureSchema | None] = None
     max_rows: ClassVar[int] = 0
+    max_body_bytes: ClassVar[int] = 0
     reads_arrow: ClassVar[bool] = False
     plain_spec: ClassVar[type[BaseModel] | None] = None
+    envelope_spec: ClassVar[type[BaseModel] | None] = None
+    chunk_adapter: ClassVar[TypeAdapter | None] = None
 
     @classmethod
     async def from_http_request(cls, request: Request, serde: Any) -> Any:
+        body = await request.body()
+        if len(body) > THREAD_BODY_BYTES:
+            spec = await anyio.to_thread.run_sync(cls.from_body, body, request.scope)
+        else:
+            spec = cls.from_body(body, request.scope)
+        return spec
+
+    @classmethod
+    def from_body(cls, body: bytes, scope: dict[str, Any]) -> InstancesInput:
         schema = cls.feature_schema
-        is_arrow = media_type_of(request.scope) == ARROW_MEDIA_TYPE
-        if cls.reads_arrow and schema is not None and is_arrow:
-            frame = read_instances(await request.body(), schema, cls.max_rows)
+        if cls.reads_arrow and schema is not None and media_type_of(scope) == ARROW_MEDIA_TYPE:
+            frame = read_instances(body, schema, cls.max_rows, max_decoded_bytes=cls.max_body_bytes)
             return cls.model_construct(instances=frame)  # checked column by column above
-        return cls.from_json(await request.body())
+        spec = cls.from_json(body)
+        remember_instances(scope, spec.instances)
+        return spec
 
     @classmethod
     def from_json(cls, body: bytes) -> InstancesInput:
@@ -52,14 +79,86 @@ class InstancesInput(bentoml.IODescriptor):
                 pass  # the full rule decides, and says what is wrong
             else:
                 return cls.model_construct(instances=plain.instances)
+        if cls.envelope_spec is None or cls.chunk_adapter is None:
+            try:
+                return cls.model_validate_json(body)
+            except ValidationError as error:
+                raise locate_errors(error, cls.feature_names) from None
+        return cls._full_rule(body)
+
+    @classmethod
+    def _full_rule(cls, body: bytes) -> InstancesInput:
+        """The full rule over a parsed body, a chunk at a time, keeping the first errors."""
+        assert cls.envelope_spec is not None and cls.chunk_adapter is not None
         try:
-            return cls.model_validate_json(body)
-        except ValidationError as error:
-            raise locate_errors(error, cls.feature_names) from None
+            envelope = cls.envelope_spec.model_validate(pydantic_core.from_json(body))
+        except ValueError as error:  # not JSON (pydantic's own message), or not an envelope
+            if isinstance(error, ValidationError):
+                raise locate_errors(error, cls.feature_names) from None
+            raise _invalid_json(error) from None
+        instances: list[Any] = envelope.instances
+        rows_per_chunk = max(1, CHUNK_VALUES // max(1, len(cls.feature_names)))
+        validated: list[Any] = []
+        details: list[InitErrorDetails] = []
+        total = 0
+        for start in range(0, len(instances), rows_per_chunk):
+            chunk = instances[start : start + rows_per_chunk]
+            try:
+                validated += cls.chunk_adapter.validate_python(chunk)
+            except ValidationError as error:
+                total += error.error_count()
+                if len(details) < MAX_REPORTED_ERRORS:
+                    details += _shifted(error, start)
+        if total:
+            located = locate_errors(
+                ValidationError.from_exception_data("Input", details[:MAX_REPORTED_ERRORS]),
+                cls.feature_names,
+            )
+            raise ValidationError.from_exception_data("Input", summarize(_details(located), total))
+        return cls.model_construct(instances=validated)
+
+
+def _invalid_json(error: ValueError) -> ValidationError:
+    return ValidationError.from_exception_data(
+        "Input",
+        [{"type": "json_invalid", "loc": (), "input": None, "ctx": {"error": str(error)}}],
+    )
+
+
+def _shifted(error: ValidationError, start: int) -> list[InitErrorDetails]:
+    """A chunk's errors located in the body: `(3, ...)` is `("instances", start + 3, ...)`."""
+    shifted: list[InitErrorDetails] = []
+    for detail in error.errors():
+        index, *rest = detail["loc"]
+        shifted.append(
+            {
+                "type": detail["type"],
+                "loc": ("instances", start + int(index), *rest),
+                "input": detail["input"],
+                "ctx": detail.get("ctx", {}),
+            }
+        )
+    return shifted
+
+
+def _details(error: ValidationError) -> list[InitErrorDetails]:
+    return [
+        {
+            "type": detail["type"],
+            "loc": detail["loc"],
+            "input": detail["input"],
+            "ctx": detail.get("ctx", {}),
+        }
+        for detail in error.errors()
+    ]
 
 
 def instances_input(
-    schema: FeatureSchema | None, max_rows: int, *, reads_arrow: bool = False
+    schema: FeatureSchema | None,
+    max_rows: int,
+    *,
+    reads_arrow: bool = False,
+    max_body_bytes: int = 64 * 2**20,
 ) -> type[InstancesInput]:
     spec = create_model(
         "Input", __base__=InstancesInput, instances=(instances_field(schema, max_rows), ...)
@@ -69,8 +168,12 @@ def instances_input(
         spec.plain_spec = create_model(
             "PlainInput", __base__=InstancesInput, instances=(plain, ...)
         )
+        any_instances = Annotated[list[Any], Field(min_length=1, max_length=max_rows)]
+        spec.envelope_spec = create_model("Input", instances=(any_instances, ...))
+        spec.chunk_adapter = TypeAdapter(list[instance_type(schema)])  # type: ignore[misc]
     spec.feature_names = schema.names if schema is not None else []
     spec.feature_schema = schema
     spec.max_rows = max_rows
+    spec.max_body_bytes = max_body_bytes
     spec.reads_arrow = reads_arrow
     return spec

@@ -1,22 +1,30 @@
 """Payload log: every sampled prediction request as one JSON line in rotating files.
 
-The request path only puts a record in a bounded queue: the raw request and response
-bodies of a `/predict` call (`Exchange`), or a sample of a batch's rows with their
+The request path only puts a record in a bounded queue: the validated instances and the
+response body of a `/predict` call (`Exchange`), or a sample of a batch's rows with their
 answers (`SampledRows`). A background thread (the standard library's QueueListener)
 turns each into a line and writes it through a RotatingFileHandler; the drift job reads
-the lines back (`monitoring.payloads`, which defines the format). A full queue drops
-the record and counts it, so a slow or failing disk never slows or fails a prediction.
-`close()` drains the queue. Each process writes its own file, so several workers never
-interleave lines.
+the lines back (`monitoring.payloads`, which defines the format). Each process writes its
+own file, so several workers never interleave lines.
+
+Disk use is bounded: a line longer than `max_line_bytes` is dropped, and a file is
+rotated only when the next line would take it past `max_bytes`, so one worker holds at
+most `max_bytes * (backups + 1)` bytes (a single line may exceed `max_bytes` when
+`max_line_bytes` does). A record is dropped and counted (`DropCounts`), never waited for,
+when the queue is full, when its line is too long, or when it cannot be written, so a
+slow, full or failing disk never slows or fails a prediction. `close()` drains the queue.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import queue
-from collections.abc import Sequence
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from logging.handlers import QueueListener, RotatingFileHandler
@@ -30,15 +38,22 @@ from monitoring.payloads import FILE_PREFIX
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MAX_LINE_BYTES = 2**20
+DROPPED_METRIC = "payload_log_dropped_records"
+QUEUE_FULL, TOO_LARGE, WRITE_FAILED = "queue_full", "too_large", "write_failed"
+DROP_REASONS = (QUEUE_FULL, TOO_LARGE, WRITE_FAILED)
+
+Instance = Sequence[Any] | Mapping[str, Any]
+
 
 @dataclass(frozen=True)
 class Exchange:
-    """One answered request, as raw bytes: parsing happens off the request path."""
+    """One answered request: the instances the model saw, and the answer as sent."""
 
     timestamp: float
     request_id: str
     endpoint: str
-    request_body: bytes
+    instances: Sequence[Instance]  # validated: tuples in schema order, or keyed by feature
     response_body: bytes
 
 
@@ -55,24 +70,35 @@ class SampledRows:
     outputs: Outputs  # for the sampled rows
 
 
+def _compact_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _in_schema_order(instance: Instance, feature_names: Sequence[str]) -> list[Any]:
+    if isinstance(instance, Mapping):
+        return [instance[name] for name in feature_names]
+    return list(instance)
+
+
 def _one_line(body: bytes) -> bytes:
     """A JSON body as sent: JSON allows no raw line breaks inside strings, so they can go."""
     return body.replace(b"\r", b" ").replace(b"\n", b" ")
 
 
-def to_line(exchange: Exchange, features_json: bytes) -> bytes:
-    """One log line, as bytes, without parsing either body: they are embedded as sent."""
-    timestamp = datetime.fromtimestamp(exchange.timestamp, UTC).isoformat()
-    head = json.dumps(
-        {"ts": timestamp, "request_id": exchange.request_id, "endpoint": exchange.endpoint}
-    )
+def to_line(exchange: Exchange, feature_names: Sequence[str]) -> bytes:
+    """One log line, as bytes: the instances as lists in schema order, in compact JSON,
+    and the response body embedded as it was sent."""
+    rows = [_in_schema_order(instance, feature_names) for instance in exchange.instances]
+    head = {
+        "ts": datetime.fromtimestamp(exchange.timestamp, UTC).isoformat(),
+        "request_id": exchange.request_id,
+        "endpoint": exchange.endpoint,
+        "features": list(feature_names),
+        "request": {"instances": rows},
+    }
     return b"".join(
         [
-            head[:-1].encode(),
-            b', "features":',
-            features_json,
-            b',"request":',
-            _one_line(exchange.request_body) or b"null",
+            _compact_json(head)[:-1],
             b',"response":',
             _one_line(exchange.response_body) or b"null",
             b"}\n",
@@ -98,21 +124,71 @@ def sample_line(sample: SampledRows) -> bytes:
             "probabilities": outputs.probability_dicts(),
         },
     }
-    return json.dumps(line, separators=(",", ":")).encode() + b"\n"
+    return _compact_json(line) + b"\n"
+
+
+@functools.cache
+def _dropped_metric() -> Any:
+    """Created on first use, in a worker: BentoML sets up the multiprocess registry there."""
+    import bentoml
+
+    return bentoml.metrics.Counter(
+        name=DROPPED_METRIC,
+        documentation="Payload log records not written, by reason: queue_full, too_large "
+        "(longer than PAYLOAD_LOG_MAX_LINE_BYTES), write_failed.",
+        labelnames=["reason"],
+    )
+
+
+class DropCounts:
+    """Records not written, by reason; exported as payload_log_dropped_records_total."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def export(self) -> None:
+        """Show every reason on /metrics from the start, at zero."""
+        for reason in DROP_REASONS:
+            _dropped_metric().labels(reason=reason)
+
+    def add(self, reason: str) -> None:
+        with self._lock:
+            self._counts[reason] += 1
+        _dropped_metric().labels(reason=reason).inc()
+
+    def __getitem__(self, reason: str) -> int:
+        return self._counts[reason]
+
+    def total(self) -> int:
+        return sum(self._counts.values())
+
+    def __str__(self) -> str:
+        return ", ".join(f"{count} {reason}" for reason, count in sorted(self._counts.items()))
 
 
 class _LineFileHandler(RotatingFileHandler):
-    """Writes each exchange as one line of bytes to a file opened in binary mode.
+    """Writes each record as one line of bytes to a file opened in binary mode.
 
-    Large bodies are never decoded to text and encoded back; each line is built once and
-    kept on its record, since the size check before rotation needs it too.
+    Lines are never decoded to text and encoded back; each is built once and kept on its
+    record, since the size checks before writing need it too.
     """
 
-    def __init__(self, path: Path, feature_names: Sequence[str], **rotation: Any) -> None:
+    def __init__(
+        self,
+        path: Path,
+        feature_names: Sequence[str],
+        *,
+        max_line_bytes: int,
+        drops: DropCounts,
+        **rotation: Any,
+    ) -> None:
         super().__init__(path, mode="ab", delay=True, **rotation)
         # the base class forces text mode ('a') when it rotates by size
         self.mode, self.encoding = "ab", None
-        self._features = json.dumps(list(feature_names), separators=(",", ":")).encode()
+        self._features = list(feature_names)
+        self._max_line_bytes = max_line_bytes
+        self._drops = drops
 
     def line(self, record: logging.LogRecord) -> bytes:
         line = getattr(record, "line", None)
@@ -126,14 +202,19 @@ class _LineFileHandler(RotatingFileHandler):
         return line
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:
+        """True when the line would take a file that already holds lines past max_bytes."""
         if self.maxBytes <= 0:
             return False
         if self.stream is None:
             self.stream = self._open()
-        return self.stream.tell() + len(self.line(record)) >= self.maxBytes
+        written = self.stream.tell()
+        return written > 0 and written + len(self.line(record)) > self.maxBytes
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            if len(self.line(record)) > self._max_line_bytes:
+                self._drops.add(TOO_LARGE)
+                return
             if self.shouldRollover(record):
                 self.doRollover()
             if self.stream is None:
@@ -144,6 +225,7 @@ class _LineFileHandler(RotatingFileHandler):
             self.handleError(record)
 
     def handleError(self, record: logging.LogRecord) -> None:
+        self._drops.add(WRITE_FAILED)
         logger.warning("payload record %s not written", record.msg.request_id, exc_info=True)
 
 
@@ -156,34 +238,48 @@ class _DrainingListener(QueueListener):
 class PayloadLog:
     """Created at import, started in each worker, closed on shutdown."""
 
-    def __init__(self, *, max_bytes: int, backups: int, queue_size: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_bytes: int,
+        backups: int,
+        queue_size: int,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
         self._max_bytes = max_bytes
         self._backups = backups
+        self._max_line_bytes = max_line_bytes
         self._queue: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=queue_size)
         self._listener: _DrainingListener | None = None
         self._handler: RotatingFileHandler | None = None
         self.path: Path | None = None
-        self.dropped = 0
+        self.dropped = DropCounts()
 
     def start(self, directory: Path, feature_names: Sequence[str]) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{FILE_PREFIX}{os.getpid()}.jsonl"
         self._handler = _LineFileHandler(
-            self.path, feature_names, maxBytes=self._max_bytes, backupCount=self._backups
+            self.path,
+            feature_names,
+            max_line_bytes=self._max_line_bytes,
+            drops=self.dropped,
+            maxBytes=self._max_bytes,
+            backupCount=self._backups,
         )
+        self.dropped.export()
         self._listener = _DrainingListener(self._queue, self._handler)
         self._listener.start()
         logger.info("payload log: %s", self.path)
 
-    def submit(self, exchange: Exchange | SampledRows) -> bool:
+    def submit(self, record: Exchange | SampledRows) -> bool:
         """Queue one record; False (and counted) when the queue is full or the log closed."""
         if self._listener is None:
             return False
-        record = logging.LogRecord("payloads", logging.INFO, "", 0, exchange, None, None)
+        entry = logging.LogRecord("payloads", logging.INFO, "", 0, record, None, None)
         try:
-            self._queue.put_nowait(record)
+            self._queue.put_nowait(entry)
         except queue.Full:
-            self.dropped += 1
+            self.dropped.add(QUEUE_FULL)
             return False
         return True
 
@@ -195,5 +291,5 @@ class PayloadLog:
         listener.stop()
         if self._handler is not None:
             self._handler.close()
-        if self.dropped:
-            logger.warning("payload log dropped %d records (queue full)", self.dropped)
+        if self.dropped.total():
+            logger.warning("payload log dropped records: %s", self.dropped)

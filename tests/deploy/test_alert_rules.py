@@ -8,6 +8,7 @@ structural checks below need only PyYAML.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "deploy" / "prometheus"
 ALERTS = RULES_DIR / "alerts.yml"
 ALERTS_TEST = RULES_DIR / "alerts_test.yml"
+MONITORING_DOC = ROOT / "docs" / "monitoring.md"
+API_ROUTES_MATCHER = 'endpoint=~"/predict|/predict_batch"'
+JUNK_PATH_TEST = "junk-path 404s neither dilute the 5xx share nor raise the 4xx share"
 INSTALL_HINT = "apt-get install -y --no-install-recommends prometheus (or set $PROMTOOL)"
 SEVERITIES = {"critical", "warning", "info"}
 
@@ -78,6 +82,20 @@ def test_promtool_test_rules() -> None:
     assert "SUCCESS" in result.stdout
 
 
+def test_junk_path_case_fails_when_error_ratios_count_every_endpoint(tmp_path: Path) -> None:
+    """The junk-path case tells the API-only ratios from ratios over every endpoint."""
+    promtool = require_promtool()
+    rules = ALERTS.read_text()
+    assert rules.count(API_ROUTES_MATCHER) == 4  # both ratios, numerator and denominator
+    unfiltered = re.sub(re.escape(API_ROUTES_MATCHER) + r",?\s*", "", rules)
+    (tmp_path / ALERTS.name).write_text(unfiltered)
+    (tmp_path / ALERTS_TEST.name).write_text(ALERTS_TEST.read_text())
+    result = run_promtool(promtool, "test", "rules", str(tmp_path / ALERTS_TEST.name))
+    assert result.returncode != 0, result.stdout
+    failed_groups = set(re.findall(r"name: (.+?),\n", result.stdout + result.stderr))
+    assert failed_groups == {JUNK_PATH_TEST}, result.stdout + result.stderr
+
+
 def test_unit_tests_load_the_rules_file() -> None:
     rule_files = load(ALERTS_TEST)["rule_files"]
     assert [(RULES_DIR / name).resolve() for name in rule_files] == [ALERTS.resolve()]
@@ -129,3 +147,16 @@ def test_alerting_rules_differ_in_labels() -> None:
         (rule["alert"], tuple(sorted(rule.get("labels", {}).items()))) for rule in alerting_rules()
     ]
     assert len(keys) == len(set(keys))
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_runbook_urls_point_at_runbook_headings() -> None:
+    headings = re.findall(r"^#+ (.+)$", MONITORING_DOC.read_text(), flags=re.MULTILINE)
+    anchors = {github_anchor(heading) for heading in headings}
+    for rule in alerting_rules():
+        anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
+        assert anchor in anchors, f"{rule['alert']}: no heading for #{anchor} in {MONITORING_DOC}"

@@ -31,7 +31,9 @@ from monitoring.__main__ import build_parser as monitoring_parser
 ROOT = Path(__file__).resolve().parents[2]
 
 K8S = ROOT / "deploy" / "k8s"
-OVERLAYS = ("rolling", "blue-green", "canary", "argo-rollouts", "drift-cronjob")
+OVERLAYS = ("rolling", "blue-green", "canary", "argo-rollouts", "drift-cronjob", "ingress-nginx")
+# Overlays that add a component to another overlay, and the component they add.
+COMPONENT_OVERLAYS = {"drift-cronjob": "drift-monitoring", "ingress-nginx": "ingress-nginx"}
 TARGETS = ("base", *(f"overlays/{name}" for name in OVERLAYS))
 # Oldest and newest minor versions the manifests are meant for.
 KUBE_VERSIONS = ("1.30", "1.33")
@@ -41,6 +43,8 @@ KUBE_VERSIONS = ("1.30", "1.33")
 EXPECTED_SCHEMALESS = {"overlays/argo-rollouts": {"Rollout", "AnalysisTemplate"}}
 APP = "tabular-model"
 IMAGE = "tabular-model:0.1.0"
+
+MiB = 2**20
 
 Obj = dict[str, Any]
 Render = Callable[[str], list[Obj]]
@@ -198,8 +202,9 @@ def test_base_deployment(render: Render) -> None:
     assert env["API_KEYS"]["valueFrom"]["secretKeyRef"] == {
         "name": "model-api-keys",
         "key": "api-keys",
-        "optional": True,
+        "optional": False,
     }
+    assert c["resources"]["limits"]["memory"] == "1536Mi"
 
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations == {
@@ -223,6 +228,14 @@ def test_base_settings_configmap(render: Render) -> None:
         "PREDICT_MAX_ROWS": "1000",
         "PREDICT_BATCH_MAX_ROWS": "100000",
         "WORKERS": "1",
+        "MAX_BODY_BYTES": str(32 * MiB),
+        "MAX_BODY_BYTES_IN_FLIGHT": str(96 * MiB),
+        "MAX_IN_FLIGHT": "64",
+        "BODY_TIMEOUT_SECONDS": "30",
+        "MAX_HEADER_BYTES": "32768",
+        "PAYLOAD_LOG_MAX_BYTES": str(16 * MiB),
+        "PAYLOAD_LOG_BACKUPS": "5",
+        "PAYLOAD_LOG_MAX_LINE_BYTES": str(MiB),
     }
     env_from = container(get(objs, "Deployment"))["envFrom"]
     assert env_from == [{"configMapRef": {"name": configmap["metadata"]["name"]}}]
@@ -241,7 +254,29 @@ def test_base_service_objects(render: Render) -> None:
     assert get(objs, "ServiceAccount")["automountServiceAccountToken"] is False
     policy = get(objs, "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    assert policy["spec"]["ingress"] == [{"ports": [{"port": 3000, "protocol": "TCP"}]}]
+    model_port = [{"port": 3000, "protocol": "TCP"}]
+    client = {"model-api-client": "true"}
+    assert policy["spec"]["ingress"] == [
+        {
+            "from": [
+                {
+                    "namespaceSelector": {"matchLabels": client},
+                    "podSelector": {"matchLabels": client},
+                }
+            ],
+            "ports": model_port,
+        },
+        {
+            "from": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                    }
+                }
+            ],
+            "ports": model_port,
+        },
+    ]
 
 
 def test_no_latest_anywhere(render: Render) -> None:
@@ -368,9 +403,8 @@ def cron_interval_minutes(cron: Obj) -> int:
     return int(minutes.group(1))
 
 
-@pytest.mark.parametrize("overlay", [o for o in OVERLAYS if o != "drift-cronjob"])
-def test_drift_component_composes_with(tmp_path: Path, kubectl: Path, overlay: str) -> None:
-    """The drift-monitoring Component can be added to any overlay."""
+def compose(tmp_path: Path, kubectl: Path, overlay: str, component: str) -> list[Obj]:
+    """Render an overlay with a component added."""
     (tmp_path / "kustomization.yaml").write_text(
         yaml.safe_dump(
             {
@@ -378,11 +412,21 @@ def test_drift_component_composes_with(tmp_path: Path, kubectl: Path, overlay: s
                 "kind": "Kustomization",
                 # kustomize takes relative paths only
                 "resources": [os.path.relpath(K8S / "overlays" / overlay, tmp_path)],
-                "components": [os.path.relpath(K8S / "components/drift-monitoring", tmp_path)],
+                "components": [os.path.relpath(K8S / "components" / component, tmp_path)],
             }
         )
     )
-    objs = kc.render(tmp_path, kubectl)
+    return kc.render(tmp_path, kubectl)
+
+
+def overlays_without(component: str) -> list[str]:
+    return [o for o in OVERLAYS if COMPONENT_OVERLAYS.get(o) != component]
+
+
+@pytest.mark.parametrize("overlay", overlays_without("drift-monitoring"))
+def test_drift_component_composes_with(tmp_path: Path, kubectl: Path, overlay: str) -> None:
+    """The drift-monitoring Component can be added to any overlay."""
+    objs = compose(tmp_path, kubectl, overlay, "drift-monitoring")
     assert kc.check_all(objs) == []
     settings = get(objs, "ConfigMap")["metadata"]["name"]
     cron = container(get(objs, "CronJob"))
@@ -402,6 +446,52 @@ def test_drift_component_composes_with(tmp_path: Path, kubectl: Path, overlay: s
         assert {k: env.get(k) for k in expected} == expected, workload["metadata"]["name"]
         mounts = container(workload)["volumeMounts"]
         assert {"name": "monitoring", "mountPath": "/data"} in mounts
+
+
+API_ROUTES = {"/predict", "/predict_batch", "/model", "/drift/latest", "/drift/latest.json"}
+
+
+def test_ingress_nginx_overlay(render: Render) -> None:
+    objs = render("overlays/ingress-nginx")
+    ingress = get(objs, "Ingress", APP)
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    [rule] = ingress["spec"]["rules"]
+    paths = rule["http"]["paths"]
+    # the API routes only, exactly: /metrics, the probes and junk paths stay at the proxy
+    assert {p["path"] for p in paths} == API_ROUTES
+    assert {p["pathType"] for p in paths} == {"Exact"}
+    service = get(objs, "Service", APP)
+    assert {
+        (p["backend"]["service"]["name"], p["backend"]["service"]["port"]["name"]) for p in paths
+    } == {(APP, service["spec"]["ports"][0]["name"])}
+    annotations = ingress["metadata"]["annotations"]
+    max_body = int(get(objs, "ConfigMap")["data"]["MAX_BODY_BYTES"])
+    assert (
+        kc.parse_nginx_size(annotations["nginx.ingress.kubernetes.io/proxy-body-size"]) == max_body
+    )
+    assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
+    for limit in ("limit-connections", "limit-rps", "proxy-read-timeout", "proxy-send-timeout"):
+        assert int(annotations[f"nginx.ingress.kubernetes.io/{limit}"]) > 0
+    # the controller's pods are admitted next to the base policy's clients
+    controller = get(objs, "NetworkPolicy", f"{APP}-ingress-nginx")
+    [peer] = controller["spec"]["ingress"][0]["from"]
+    assert peer["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"
+    }
+    assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "ingress-nginx"
+    assert kc.label_selector_matches(
+        controller["spec"]["podSelector"], kc.template_labels(get(objs, "Deployment", APP))
+    )
+
+
+@pytest.mark.parametrize("overlay", overlays_without("ingress-nginx"))
+def test_ingress_component_composes_with(tmp_path: Path, kubectl: Path, overlay: str) -> None:
+    """The ingress-nginx Component can be added to any overlay: schema-valid, checks pass."""
+    objs = compose(tmp_path, kubectl, overlay, "ingress-nginx")
+    assert kc.check_all(objs) == []
+    problems, _ = kc.schema_problems(objs, KUBE_VERSIONS, strict=True)
+    assert problems == []
+    get(objs, "Ingress", APP)
 
 
 # --------------------------------------------------------------------------- checks fire
@@ -673,6 +763,8 @@ elif verb == "get" and args[1] == "deployment":
     print(state["deployments"][args[2]], end="")
 elif verb == "get" and args[1] == "namespace":
     sys.exit(0)
+elif verb == "get" and args[1] == "secret":
+    sys.exit(0 if state.get("secret", True) else 1)
 elif verb == "patch":
     state["live"] = json.loads(args[args.index("-p") + 1])["spec"]["selector"]["color"]
     save()
@@ -869,6 +961,15 @@ def test_smoke_applies_waits_and_probes(tmp_path: Path) -> None:
     assert any("port-forward" in call[:3] for call in cluster.calls)
 
 
+def test_smoke_refuses_to_apply_without_the_api_key_secret(tmp_path: Path) -> None:
+    cluster = FakeCluster(tmp_path, cluster=True, applied=[], secret=False)
+    overlay = str(K8S / "overlays/rolling")
+    result = cluster.run("smoke.sh", overlay, NAMESPACE="smoke", LOCAL_PORT=str(free_port()))
+    assert result.returncode == 1
+    assert "create the Secret model-api-keys first" in result.stderr
+    assert not any("apply" in call for call in cluster.calls)
+
+
 @pytest.mark.parametrize("script", ["bluegreen.sh", "smoke.sh"])
 def test_scripts_are_strict_bash(script: str) -> None:
     path = ROOT / "deploy" / script
@@ -927,3 +1028,261 @@ def test_checkov_on_rendered_overlays(rendered_dir: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "Failed checks: 0" in result.stdout
+
+
+# --------------------------------------------------------------------------- abuse limits fire
+
+
+def api_workloads(objs: list[Obj]) -> list[Obj]:
+    return [o for o in objs if o["kind"] in ("Deployment", "Rollout")]
+
+
+def api_keys_entry(workload: Obj) -> Any:
+    return next(e for e in container(workload)["env"] if e["name"] == "API_KEYS")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_optional_api_keys_secret_fires(render: Render, overlay: str) -> None:
+    objs = render(f"overlays/{overlay}")
+    assert kc.check_api_keys_required(objs) == []
+    workloads = api_workloads(objs)
+    for workload in workloads:
+        api_keys_entry(workload)["valueFrom"]["secretKeyRef"]["optional"] = True
+    problems = kc.check_api_keys_required(objs)
+    assert len(problems) == len(workloads), problems
+    assert all("optional: true" in p and "any caller" in p for p in problems)
+
+
+def test_api_keys_without_optional_field_is_required(render: Render) -> None:
+    objs = render("base")
+    del api_keys_entry(get(objs, "Deployment"))["valueFrom"]["secretKeyRef"]["optional"]
+    assert kc.check_api_keys_required(objs) == []
+
+
+def test_api_keys_literal_or_missing_fires(render: Render) -> None:
+    objs = render("base")
+    entry = api_keys_entry(get(objs, "Deployment"))
+    del entry["valueFrom"]
+    entry["value"] = "secret-in-the-manifest"
+    fires(kc.check_api_keys_required, objs, "must come from a Secret")
+    c = container(get(objs, "Deployment"))
+    c["env"] = [e for e in c["env"] if e["name"] != "API_KEYS"]
+    fires(kc.check_api_keys_required, objs, "no API_KEYS", "any caller")
+
+
+@pytest.mark.parametrize(
+    ("peer", "words"),
+    [
+        (None, ("no `from`",)),
+        ({"namespaceSelector": {}}, ("every pod in every namespace",)),
+        ({"namespaceSelector": {}, "podSelector": {}}, ("every pod in every namespace",)),
+        ({"namespaceSelector": {"matchLabels": {}}}, ("every pod in every namespace",)),
+        ({"podSelector": {}}, ("every pod of its namespace",)),
+        ({"ipBlock": {"cidr": "0.0.0.0/0"}}, ("every address",)),
+        ({"ipBlock": {"cidr": "::/0"}}, ("every address",)),
+    ],
+)
+def test_open_network_policy_fires(
+    render: Render, peer: Obj | None, words: tuple[str, ...]
+) -> None:
+    objs = render("overlays/drift-cronjob")
+    assert kc.check_network_policies(objs) == []
+    rule = get(objs, "NetworkPolicy", APP)["spec"]["ingress"][0]
+    if peer is None:
+        del rule["from"]
+    else:
+        rule["from"] = [peer]
+    fires(kc.check_network_policies, objs, f"NetworkPolicy/{APP}: ingress rule 0", *words)
+
+
+@pytest.mark.parametrize(
+    "peer",
+    [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"model-api-client": "true"}}},
+        {"podSelector": {"matchLabels": {"model-api-client": "true"}}},
+        {"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]}},
+        {"ipBlock": {"cidr": "10.0.0.0/8"}},
+    ],
+)
+def test_selective_network_policy_peers_pass(render: Render, peer: Obj) -> None:
+    objs = render("base")
+    get(objs, "NetworkPolicy")["spec"]["ingress"][0]["from"] = [peer]
+    assert kc.check_network_policies(objs) == []
+
+
+def test_empty_from_list_fires(render: Render) -> None:
+    objs = render("base")
+    get(objs, "NetworkPolicy")["spec"]["ingress"][1]["from"] = []
+    fires(kc.check_network_policies, objs, "ingress rule 1 has no `from`")
+
+
+@pytest.mark.parametrize("overlay", ["blue-green", "canary", "argo-rollouts"])
+def test_api_workload_without_network_policy_fires(render: Render, overlay: str) -> None:
+    objs = render(f"overlays/{overlay}")
+    get(objs, "NetworkPolicy", APP)["spec"]["podSelector"]["matchLabels"] = {"app": "other"}
+    problems = kc.check_network_policies(objs)
+    assert len(problems) == len(api_workloads(objs)), problems
+    assert all("no NetworkPolicy restricts ingress" in p for p in problems)
+
+
+def settings_data(objs: list[Obj]) -> Any:
+    return get(objs, "ConfigMap")["data"]
+
+
+def test_memory_budget_passes_with_room(render: Render) -> None:
+    objs = render("base")
+    assert kc.check_resource_budgets(objs) == []
+    data = settings_data(objs)
+    need = int(data["MAX_BODY_BYTES_IN_FLIGHT"]) * kc.DECODE_OVERHEAD + kc.RESTING_BYTES
+    need += kc.DRIFT_RUN_BYTES  # the base runs the drift job inside the service
+    limit = kc.parse_quantity(container(get(objs, "Deployment"))["resources"]["limits"]["memory"])
+    assert need <= limit
+    assert int(data["MAX_BODY_BYTES"]) <= int(data["MAX_BODY_BYTES_IN_FLIGHT"])
+
+
+@pytest.mark.parametrize(
+    ("target", "settings", "words"),
+    [
+        # the former 1 GiB limit cannot hold an in-process drift run as well
+        ("base", {}, ("1 x (96 MiB x 6 + 350 MiB) + 400 MiB", "= 1326 MiB", "limit 1Gi")),
+        ("base", {"MAX_BODY_BYTES_IN_FLIGHT": str(192 * MiB)}, ("192 MiB x 6",)),
+        ("base", {"WORKERS": "2"}, ("2 x (96 MiB x 6 + 350 MiB)",)),
+        # with the CronJob no drift run shares the pod: 1 GiB holds 926 MiB ...
+        ("overlays/drift-cronjob", {"WORKERS": "2"}, ("= 1852 MiB",)),
+    ],
+)
+def test_memory_budget_fires(
+    render: Render, target: str, settings: dict[str, str], words: tuple[str, ...]
+) -> None:
+    objs = render(target)
+    settings_data(objs).update(settings)
+    if not settings:
+        container(get(objs, "Deployment"))["resources"]["limits"]["memory"] = "1Gi"
+    fires(kc.check_resource_budgets, objs, "worst-case memory", *words)
+
+
+def test_external_drift_runner_frees_the_drift_run_memory(render: Render) -> None:
+    objs = render("overlays/drift-cronjob")
+    container(get(objs, "Deployment"))["resources"]["limits"]["memory"] = "1Gi"
+    assert kc.check_resource_budgets(objs) == []  # ... 96 MiB x 6 + 350 MiB = 926 MiB
+
+
+def test_env_value_overrides_the_configmap(render: Render) -> None:
+    objs = render("base")
+    c = container(get(objs, "Deployment"))
+    c["env"].append({"name": "MAX_BODY_BYTES_IN_FLIGHT", "value": str(512 * MiB)})
+    assert kc.container_env(c, objs, None)["MAX_BODY_BYTES_IN_FLIGHT"] == str(512 * MiB)
+    fires(kc.check_resource_budgets, objs, "512 MiB x 6")
+
+
+def test_body_limit_above_in_flight_budget_fires(render: Render) -> None:
+    objs = render("base")
+    settings_data(objs)["MAX_BODY_BYTES"] = str(100 * MiB)
+    fires(kc.check_resource_budgets, objs, "MAX_BODY_BYTES 100 MiB is above", "96 MiB")
+
+
+def test_malformed_setting_fires(render: Render) -> None:
+    objs = render("base")
+    settings_data(objs)["MAX_IN_FLIGHT"] = "lots"
+    fires(kc.check_resource_budgets, objs, "MAX_IN_FLIGHT must be an integer")
+
+
+def test_missing_memory_limit_fires(render: Render) -> None:
+    objs = render("base")
+    del container(get(objs, "Deployment"))["resources"]["limits"]["memory"]
+    fires(kc.check_resource_budgets, objs, "no memory limit")
+
+
+def test_payload_log_overflowing_tmp_fires(render: Render) -> None:
+    objs = render("base")
+    # the former defaults: 50 MiB x 21 files per worker
+    settings_data(objs).update(PAYLOAD_LOG_MAX_BYTES=str(50 * MiB), PAYLOAD_LOG_BACKUPS="20")
+    fires(
+        kc.check_resource_budgets,
+        objs,
+        "emptyDir 'tmp': payload log 1051 MiB + drift reports 192 MiB + BentoML's files 64 MiB",
+        "exceeds its sizeLimit 1Gi",
+    )
+
+
+def test_payload_log_on_shared_volume_is_not_counted_against_tmp(render: Render) -> None:
+    objs = render("overlays/drift-cronjob")
+    settings_data(objs).update(PAYLOAD_LOG_MAX_BYTES=str(50 * MiB), PAYLOAD_LOG_BACKUPS="20")
+    assert kc.check_resource_budgets(objs) == []
+
+
+def test_tmp_without_size_limit_fires(render: Render) -> None:
+    objs = render("base")
+    get(objs, "Deployment")["spec"]["template"]["spec"]["volumes"][0]["emptyDir"] = {}
+    fires(kc.check_resource_budgets, objs, "emptyDir 'tmp' has no sizeLimit", "payload log 97 MiB")
+
+
+@pytest.mark.parametrize(
+    ("annotation", "words"),
+    [
+        ("64m", ("proxy-body-size 64m (67108864 bytes) differs from MAX_BODY_BYTES 33554432",)),
+        ("1m", ("differs from MAX_BODY_BYTES",)),
+        ("lots", ("'lots' is not an nginx size",)),
+        (None, ("no nginx.ingress.kubernetes.io/proxy-body-size", "default (1m)")),
+    ],
+)
+def test_ingress_body_size_fires(
+    render: Render, annotation: str | None, words: tuple[str, ...]
+) -> None:
+    objs = render("overlays/ingress-nginx")
+    annotations = get(objs, "Ingress")["metadata"]["annotations"]
+    key = "nginx.ingress.kubernetes.io/proxy-body-size"
+    if annotation is None:
+        del annotations[key]
+    else:
+        annotations[key] = annotation
+    fires(kc.check_ingress_body_size, objs, f"Ingress/{APP}", *words)
+
+
+def test_ingress_body_size_follows_the_settings(render: Render) -> None:
+    objs = render("overlays/ingress-nginx")
+    settings_data(objs)["MAX_BODY_BYTES"] = str(16 * MiB)
+    fires(kc.check_ingress_body_size, objs, "differs from MAX_BODY_BYTES 16777216")
+    get(objs, "Ingress")["metadata"]["annotations"][
+        "nginx.ingress.kubernetes.io/proxy-body-size"
+    ] = "16M"
+    assert kc.check_ingress_body_size(objs) == []
+
+
+@pytest.mark.parametrize(
+    ("quantity", "value"),
+    [
+        ("1536Mi", 1536 * MiB),
+        ("1Gi", 2**30),
+        ("1G", 1e9),
+        ("500m", 0.5),
+        ("1e9", 1e9),
+        ("2.5Ki", 2560),
+        (1024, 1024),
+        ("1E", 1e18),
+    ],
+)
+def test_parse_quantity(quantity: Any, value: float) -> None:
+    assert kc.parse_quantity(quantity) == value
+
+
+@pytest.mark.parametrize("quantity", ["", "Gi", "1 Gi", "1GB", "1.2.3", "1e"])
+def test_parse_quantity_refuses(quantity: str) -> None:
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
+        kc.parse_quantity(quantity)
+
+
+@pytest.mark.parametrize(
+    ("size", "value"),
+    [
+        ("32m", 32 * MiB),
+        ("32M", 32 * MiB),
+        ("512k", 512 * 1024),
+        ("1g", 2**30),
+        ("100", 100),
+        ("1mb", None),
+        ("", None),
+    ],
+)
+def test_parse_nginx_size(size: str, value: int | None) -> None:
+    assert kc.parse_nginx_size(size) == value

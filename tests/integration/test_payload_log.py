@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.local import Server
 from monitoring import payloads
@@ -110,3 +112,67 @@ def test_batches_are_logged_as_a_sample_of_their_rows(bentoml_home, breast_cance
     for instance, prediction in zip(record["instances"], record["predictions"], strict=True):
         row = by_values[tuple(instance[name] for name in FEATURES.columns)]
         assert prediction == answered[row]
+
+
+def dropped_too_large(url: str) -> float:
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "payload_log_dropped_records_total"
+        and sample.labels.get("reason") == "too_large"
+    )
+
+
+def test_the_log_holds_what_the_model_saw_within_its_limits(
+    bentoml_home, breast_cancer_model, tmp_path
+):
+    server, log_dir = logging_server(
+        bentoml_home,
+        breast_cancer_model,
+        tmp_path,
+        WORKERS="1",
+        PREDICT_MAX_ROWS="5000",  # one answered request whose line exceeds 1 MiB
+        BATCH_MAX_SIZE="5000",
+        BATCH_MAX_LATENCY_MS="30000",
+    )
+    row = FEATURES.iloc[0].tolist()
+    padded = b'{"instances": [' + json.dumps(row).encode() + b"]" + b" " * (20 * 2**20) + b"}"
+    json_body = {"Content-Type": "application/json"}
+    try:
+        server.wait_ready()
+        dropped_before = dropped_too_large(server.url)
+        answers = {
+            "padded": requests.post(
+                f"{server.url}/predict",
+                data=padded,
+                headers={**json_body, "X-Request-ID": "padded"},
+                timeout=60,
+            ),
+            "oversized": requests.post(  # 5,000 rows: a line of about 1.5 MB
+                f"{server.url}/predict",
+                json={"instances": [row] * 5_000},
+                headers={"X-Request-ID": "oversized"},
+                timeout=60,
+            ),
+            "unsafe id": requests.post(
+                f"{server.url}/predict",
+                json={"instances": [row]},
+                headers={"X-Request-ID": "../../etc\tpasswd"},
+                timeout=60,
+            ),
+        }
+        assert {name: r.status_code for name, r in answers.items()} == dict.fromkeys(answers, 200)
+        replaced = answers["unsafe id"].headers["x-request-id"]
+        assert len(replaced) == 32 and replaced.isalnum()
+        deadline = time.monotonic() + 10
+        while dropped_too_large(server.url) - dropped_before < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert dropped_too_large(server.url) - dropped_before == 1
+    finally:
+        assert server.stop() == 0, server.log()
+    records = {r["request_id"]: r for r in payloads.read_records(log_dir)}
+    assert set(records) == {"padded", replaced}
+    assert records["padded"]["instances"] == [dict(zip(FEATURES.columns, row, strict=True))]
+    assert sum(path.stat().st_size for path in payloads.log_files(log_dir)) < 10_000

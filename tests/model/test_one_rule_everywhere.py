@@ -147,12 +147,24 @@ def via_parquet(x: Any, c: Any, tmp_path: Path) -> tuple[Any, Any] | str:
     return scored(path)
 
 
+def logged_line(x: Any, c: Any, request_id: str, prediction: int) -> bytes | None:
+    """The payload log line of a /predict of (x, c): the instances the API validated."""
+    spec = instances_input(SCHEMA, 10)
+    try:
+        instances = spec.from_json(json.dumps({"instances": [{"x": x, "c": c}]}).encode())
+    except ValidationError:
+        return None
+    response = json.dumps({"model": "m:1", "predictions": [prediction]}).encode()
+    exchange = Exchange(1.7e9, request_id, "/predict", instances.instances, response)
+    return to_line(exchange, SCHEMA.names)
+
+
 def via_payload_log(x: Any, c: Any, tmp_path: Path) -> tuple[Any, Any] | str:
     """A request logged as the service logs it, read back as the drift job reads it."""
-    request = json.dumps({"instances": [{"x": x, "c": c}]}).encode()
-    response = json.dumps({"model": "m:1", "predictions": [1], "probabilities": None}).encode()
-    exchange = Exchange(1.7e9, "r1", "/predict", request, response)
-    (tmp_path / "payloads-1.jsonl").write_bytes(to_line(exchange, b'["x","c"]'))
+    line = logged_line(x, c, "r1", 1)
+    if line is None:
+        return REFUSED
+    (tmp_path / "payloads-1.jsonl").write_bytes(line)
     frame = payloads.to_frame(payloads.read_records(tmp_path), SCHEMA)
     if frame.empty:
         return REFUSED
@@ -175,12 +187,11 @@ def test_every_path_gives_the_same_verdict(x, c, x_seen, c_seen, tmp_path):
 
 def test_the_drift_job_compares_every_value_the_api_accepted(tmp_path):
     accepted = [case for case in CASES if via_json(case[0], case[1]) != REFUSED]
-    lines = []
-    for index, (x, c, _, _) in enumerate(accepted * 20):
-        request = json.dumps({"instances": [{"x": x, "c": c}]}).encode()
-        response = json.dumps({"model": "m:1", "predictions": [index % 2]}).encode()
-        lines.append(to_line(Exchange(1.7e9, f"r{index}", "/predict", request, response), b"[]"))
-    (tmp_path / "payloads-1.jsonl").write_bytes(b"".join(lines))
+    lines = [
+        logged_line(x, c, f"r{index}", index % 2)
+        for index, (x, c, _, _) in enumerate(accepted * 20)
+    ]
+    (tmp_path / "payloads-1.jsonl").write_bytes(b"".join(line for line in lines if line))
     current = payloads.to_frame(payloads.read_records(tmp_path), SCHEMA)
     assert len(current) == len(accepted) * 20
     reference = pd.DataFrame(

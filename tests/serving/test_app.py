@@ -13,7 +13,7 @@ from starlette.routing import Route
 from model.settings import Settings
 from serving.access_log import AccessLog
 from serving.app import middleware_stack, wrap
-from serving.capture import PayloadCapture
+from serving.capture import PayloadCapture, remember_instances
 from serving.errors import ErrorShapes
 from serving.guards import ApiKeyAuth, RequestLimits, RequireReady
 from tests.serving.test_guards import call
@@ -26,6 +26,7 @@ async def predict(request: Request) -> JSONResponse:
     body = await request.body()
     if body == b"invalid":  # BentoML's shape for a validation error
         return JSONResponse([{"error": "bad", "detail": []}], status_code=400)
+    remember_instances(request.scope, [(len(body),)])  # as the input spec does
     return JSONResponse({"received": len(body)})
 
 
@@ -108,6 +109,7 @@ def test_an_answer_is_logged_under_the_request_id_it_echoes():
     assert response.headers["x-request-id"] == "abc-1"
     (exchange,) = submitted
     assert exchange.request_id == "abc-1"
+    assert exchange.instances == [(2,)]
     assert json.loads(exchange.response_body) == {"received": 2}
 
 

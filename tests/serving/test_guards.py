@@ -23,7 +23,7 @@ API = frozenset({"/predict"})
 
 async def predict(request: Request) -> JSONResponse:
     body = await request.body()
-    if body == b"slow":
+    if body.startswith(b"slow"):
         await asyncio.sleep(0.3)
     return JSONResponse({"received": len(body)})
 
@@ -114,6 +114,87 @@ def test_requests_beyond_the_in_flight_limit_are_shed_with_retry_after():
     assert call(app, "POST", "/predict", content=b"slow").status_code == 200
 
 
+async def _raw_receive_app(app, messages, pause: float = 0.0) -> tuple[int, dict]:
+    """Drives `app` with the given request body messages, `pause` seconds apart."""
+    queue = list(messages)
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if queue:
+            await asyncio.sleep(pause)
+            return queue.pop(0)
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/predict",
+        "headers": [(b"content-type", b"application/json")],
+        "query_string": b"",
+    }
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], json.loads(body)
+
+
+def test_a_body_not_received_in_time_is_a_408_and_frees_what_it_held():
+    app = RequestLimits(APP, max_body_bytes=100, max_in_flight=5, paths=API, body_timeout=0.2)
+    trickle = [{"type": "http.request", "body": b"x", "more_body": True}] * 100
+    status, body = asyncio.run(_raw_receive_app(app, trickle, pause=0.05))
+    assert status == 408 and "BODY_TIMEOUT_SECONDS" in body["error"]
+    assert app.body_bytes == 0 and app.in_flight == 0
+
+
+def test_slow_bodies_hold_no_answering_slot():
+    app = RequestLimits(APP, max_body_bytes=100, max_in_flight=1, paths=API, body_timeout=5)
+
+    async def attack_and_call() -> tuple[int, list[int]]:
+        trickle = [{"type": "http.request", "body": b"x", "more_body": True}] * 3
+        slow = [asyncio.create_task(_raw_receive_app(app, trickle, pause=0.2)) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            answers = [await client.post("/predict", content=b"ok") for _ in range(3)]
+        for task in slow:
+            task.cancel()
+        return app.body_bytes, [answer.status_code for answer in answers]
+
+    held, statuses = asyncio.run(attack_and_call())
+    assert statuses == [200, 200, 200]
+    assert held <= 20  # the trickling clients hold only the bytes they sent
+
+
+def test_bodies_beyond_the_bytes_in_flight_are_shed_with_retry_after():
+    app = RequestLimits(
+        APP, max_body_bytes=100, max_in_flight=10, paths=API, max_body_bytes_in_flight=150
+    )
+
+    async def two_large() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await asyncio.gather(
+                *(client.post("/predict", content=b"slow" + b" " * 90) for _ in range(2))
+            )
+
+    statuses = sorted(response.status_code for response in asyncio.run(two_large()))
+    assert statuses == [200, 503]
+    assert app.body_bytes == 0
+    assert call(app, "POST", "/predict", content=b"x" * 100).status_code == 200
+
+
+def test_the_bytes_in_flight_are_never_below_one_largest_body():
+    app = RequestLimits(
+        APP, max_body_bytes=100, max_in_flight=10, paths=API, max_body_bytes_in_flight=10
+    )
+    assert app.max_body_bytes_in_flight == 100
+    assert call(app, "POST", "/predict", content=b"x" * 100).status_code == 200
+
+
 def test_not_ready_answers_503_with_the_reason():
     problem: list[str | None] = ["model m:1 cannot be served: bad file"]
     app = RequireReady(APP, paths=API, problem=lambda: problem[0])
@@ -134,13 +215,52 @@ def test_not_ready_answers_503_with_the_reason():
             {
                 "error": "too many instances in one request",
                 "detail": [{"type": "too_long", "loc": ["instances"]}],
+                "error_count": 1,
             },
         ),
         (
             400,
             {"error": "e", "detail": [{"type": "too_long", "loc": ["instances", 0, "f"]}]},
             400,
-            {"error": "e", "detail": [{"type": "too_long", "loc": ["instances", 0, "f"]}]},
+            {
+                "error": "e",
+                "detail": [{"type": "too_long", "loc": ["instances", 0, "f"]}],
+                "error_count": 1,
+            },
+        ),
+        (
+            400,
+            {
+                "error": "3 validation errors for Input",
+                "detail": [
+                    {"type": "float_parsing", "loc": ["instances", 0, "f"]},
+                    {"type": "float_parsing", "loc": ["instances", 1, "f"]},
+                    {
+                        "type": "too_many_errors",
+                        "loc": ["instances"],
+                        "msg": "5000 problems in all",
+                    },
+                ],
+            },
+            400,
+            {
+                "error": "5000 validation errors for Input; the first 2 are listed",
+                "detail": [
+                    {"type": "float_parsing", "loc": ["instances", 0, "f"]},
+                    {"type": "float_parsing", "loc": ["instances", 1, "f"]},
+                ],
+                "error_count": 5000,
+            },
+        ),
+        (
+            400,
+            {"error": "e", "detail": [{"type": "arrow_too_large", "loc": ["instances"]}]},
+            413,
+            {
+                "error": "e",
+                "detail": [{"type": "arrow_too_large", "loc": ["instances"]}],
+                "error_count": 1,
+            },
         ),
         (503, {"error": "An unexpected error"}, 503, None),
     ],

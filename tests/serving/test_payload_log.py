@@ -7,12 +7,15 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from prometheus_client import REGISTRY
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -24,8 +27,9 @@ from monitoring import payloads
 from monitoring.payloads import read_records
 from serving import payload_log
 from serving.access_log import AccessLog
-from serving.capture import BatchCapture, PayloadCapture
-from serving.payload_log import Exchange, PayloadLog
+from serving.capture import BatchCapture, PayloadCapture, remember_instances
+from serving.inputs import instances_input
+from serving.payload_log import DROPPED_METRIC, QUEUE_FULL, TOO_LARGE, Exchange, PayloadLog
 
 SCHEMA = FeatureSchema(
     features=[Feature(name="age", kind="numeric"), Feature(name="city", kind="categorical")],
@@ -40,7 +44,7 @@ def exchange(request_id: str, instances: list, predictions: list) -> Exchange:
         timestamp=time.time(),
         request_id=request_id,
         endpoint="/predict",
-        request_body=json.dumps({"instances": instances}).encode(),
+        instances=instances,
         response_body=json.dumps(
             {"model": "m:1", "predictions": predictions, "probabilities": None}
         ).encode(),
@@ -57,7 +61,7 @@ def log(tmp_path):
 
 def test_close_writes_every_queued_record_with_named_features(log, tmp_path):
     for i in range(500):
-        assert log.submit(exchange(f"r{i}", [[i, "lyon"], {"age": None, "city": "nice"}], [0, 1]))
+        assert log.submit(exchange(f"r{i}", [(i, "lyon"), {"age": None, "city": "nice"}], [0, 1]))
     log.close()
     records = read_records(tmp_path)
     assert [r["request_id"] for r in records] == [f"r{i}" for i in range(500)]
@@ -66,7 +70,7 @@ def test_close_writes_every_queued_record_with_named_features(log, tmp_path):
 
 
 def test_logged_rows_become_a_typed_frame_with_predictions(log, tmp_path):
-    log.submit(exchange("a", [[1, 75], ["2.5", None]], ["x", "y"]))
+    log.submit(exchange("a", [(1.0, "75"), {"city": None, "age": 2.5}], ["x", "y"]))
     log.close()
     frame = payloads.to_frame(read_records(tmp_path), SCHEMA)
     assert frame["age"].tolist() == [1.0, 2.5]
@@ -75,7 +79,7 @@ def test_logged_rows_become_a_typed_frame_with_predictions(log, tmp_path):
 
 
 def test_a_bad_record_is_skipped_when_read_and_the_rest_kept(log, tmp_path, caplog):
-    broken = Exchange(time.time(), "bad", "/predict", b"{not json", b"{}")
+    broken = Exchange(time.time(), "bad", "/predict", [(1.0, "a")], b"{not json")
     with caplog.at_level(logging.WARNING, logger="monitoring.payloads"):
         log.submit(exchange("before", [[1, "a"]], [0]))
         log.submit(broken)
@@ -110,7 +114,7 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path, monkeypatch
     started = time.monotonic()
     accepted = [log.submit(exchange(f"r{i}", [[i, "a"]], [0])) for i in range(10)]
     assert time.monotonic() - started < 0.5
-    assert log.dropped == accepted.count(False) >= 7
+    assert log.dropped[QUEUE_FULL] == log.dropped.total() == accepted.count(False) >= 7
     release.set()
     log.close()
     assert len(read_records(tmp_path)) == accepted.count(True)
@@ -145,12 +149,18 @@ class Client:
         return asyncio.run(call())
 
 
-def app_with_capture(captured: list, sample_rate: float = 1.0) -> Client:
+PredictInput = instances_input(SCHEMA, 10)
+
+
+def app_with_capture(submit: Callable[[Exchange], object], sample_rate: float = 1.0) -> Client:
+    """The capture in front of a route that reads its body with the APIs' input spec."""
+
     async def predict(request: Request) -> JSONResponse:
-        body = await request.json()
-        if not body.get("instances"):
-            return JSONResponse({"error": "empty"}, status_code=400)
-        return JSONResponse({"model": "m:1", "predictions": [0] * len(body["instances"])})
+        try:
+            spec = await PredictInput.from_http_request(request, None)
+        except ValidationError:
+            return JSONResponse({"error": "invalid"}, status_code=400)
+        return JSONResponse({"model": "m:1", "predictions": [0] * len(spec.instances)})
 
     app = Starlette(
         routes=[
@@ -159,48 +169,165 @@ def app_with_capture(captured: list, sample_rate: float = 1.0) -> Client:
         ]
     )
     capture = PayloadCapture(
-        app, paths=frozenset({"/predict"}), submit=captured.append, sample_rate=sample_rate
+        app, paths=frozenset({"/predict"}), submit=submit, sample_rate=sample_rate
     )
     return Client(AccessLog(capture))
 
 
-def test_capture_keeps_both_bodies_and_echoes_the_request_id():
+def test_capture_keeps_the_validated_instances_and_the_answer_under_the_request_id():
     captured: list[Exchange] = []
-    client = app_with_capture(captured)
+    client = app_with_capture(captured.append)
     response = client.post(
-        "/predict", json={"instances": [[1, "a"]]}, headers={"X-Request-ID": "abc-1"}
+        "/predict",
+        json={"instances": [[1, "a"], {"city": "b", "age": "2.5"}]},
+        headers={"X-Request-ID": "abc-1"},
     )
-    assert response.headers["x-request-id"] == "abc-1"
+    assert response.status_code == 200 and response.headers["x-request-id"] == "abc-1"
     (seen,) = captured
     assert seen.request_id == "abc-1"
-    assert json.loads(seen.request_body) == {"instances": [[1, "a"]]}
-    assert json.loads(seen.response_body)["predictions"] == [0]
+    assert list(seen.instances) == [(1.0, "a"), {"age": 2.5, "city": "b"}]
+    assert json.loads(seen.response_body)["predictions"] == [0, 0]
 
 
 def test_capture_skips_errors_other_paths_and_unsampled_requests():
     captured: list[Exchange] = []
-    client = app_with_capture(captured)
+    client = app_with_capture(captured.append)
     assert client.post("/predict", json={"instances": []}).status_code == 400
+    assert client.post("/predict", json={"instances": [[True, "a"]]}).status_code == 400
     other = client.post("/other", json={"instances": [[1, "a"]]})
-    assert len(other.headers["x-request-id"]) == 32
+    assert other.status_code == 200 and len(other.headers["x-request-id"]) == 32
     assert captured == []
     unsampled: list[Exchange] = []
-    app_with_capture(unsampled, sample_rate=0.0).post("/predict", json={"instances": [[1, "a"]]})
+    app_with_capture(unsampled.append, sample_rate=0.0).post(
+        "/predict", json={"instances": [[1, "a"]]}
+    )
     assert unsampled == []
 
 
-def test_bodies_are_logged_as_sent_one_line_per_request(log, tmp_path):
-    pretty = json.dumps({"instances": [{"age": 3, "city": "a\\nb"}], "note": "x"}, indent=2)
+def test_instances_of_a_request_the_capture_does_not_log_are_not_kept():
+    scope: dict = {"type": "http", "path": "/predict"}
+    remember_instances(scope, [(1.0, "a")])
+    assert scope == {"type": "http", "path": "/predict"}
+
+
+def test_padding_around_valid_instances_is_never_logged(log, tmp_path):
+    padded = b'{"instances": [[1, "a"]]' + b" " * (5 * 2**20) + b"}"
+    response = app_with_capture(log.submit).post(
+        "/predict", content=padded, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200
+    log.close()
+    (path,) = payloads.log_files(tmp_path)
+    assert path.stat().st_size < 400
+    (record,) = read_records(tmp_path)
+    assert record["instances"] == [{"age": 1.0, "city": "a"}]
+
+
+def test_the_capture_reads_no_request_body_itself():
+    seen_receive = []
+
+    async def app(scope, receive, send) -> None:
+        seen_receive.append(receive)
+        await JSONResponse({"predictions": []})(scope, receive, send)
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message) -> None:
+        pass
+
+    capture = PayloadCapture(app, paths=frozenset({"/predict"}), submit=print, sample_rate=1.0)
+    scope = {"type": "http", "method": "POST", "path": "/predict", "headers": []}
+    asyncio.run(capture(scope, receive, send))
+    assert seen_receive == [receive]
+
+
+def test_each_record_is_one_compact_line_with_instances_in_schema_order(log, tmp_path):
     log.submit(
-        Exchange(time.time(), "pretty", "/predict_batch", pretty.encode(),
-                 b'{"model": "m:1", "predictions": [1], "probabilities": null}')
+        Exchange(time.time(), "ordered", "/predict", [{"city": "a\nb", "age": 3.0}, (None, None)],
+                 b'{"model": "m:1",\n "predictions": [1, 0], "probabilities": null}')
     )  # fmt: skip
     log.close()
     (path,) = payloads.log_files(tmp_path)
-    assert len(path.read_text().splitlines()) == 1
+    (line,) = path.read_bytes().splitlines()
+    assert b'"request":{"instances":[[3.0,"a\\nb"],[null,null]]}' in line
     (record,) = read_records(tmp_path)
-    assert record["instances"] == [{"age": 3, "city": "a\\nb"}]
-    assert record["endpoint"] == "/predict_batch" and record["probabilities"] is None
+    assert record["instances"] == [{"age": 3.0, "city": "a\nb"}, {"age": None, "city": None}]
+    assert record["probabilities"] is None
+
+
+def exported_drops(reason: str) -> float:
+    value = REGISTRY.get_sample_value(f"{DROPPED_METRIC}_total", {"reason": reason})
+    return value or 0.0
+
+
+def record_of_size(request_id: str, size: int) -> Exchange:
+    """A record whose line is exactly `size` bytes: its category padded to fit."""
+    record = exchange(request_id, [(1.0, "")], [0])
+    padding = size - len(payload_log.to_line(record, SCHEMA.names))
+    sized = exchange(request_id, [(1.0, "x" * padding)], [0])
+    assert len(payload_log.to_line(sized, SCHEMA.names)) == size
+    return sized
+
+
+MAX_BYTES, MAX_LINE_BYTES, BACKUPS = 16 * 2**10, 2**10, 5
+DISK_BOUND = MAX_BYTES * (BACKUPS + 1) + MAX_LINE_BYTES
+
+
+def bounded_log(directory) -> PayloadLog:
+    log = PayloadLog(
+        max_bytes=MAX_BYTES, backups=BACKUPS, queue_size=10_000, max_line_bytes=MAX_LINE_BYTES
+    )
+    log.start(directory, SCHEMA.names)
+    return log
+
+
+def disk_use(directory) -> list[int]:
+    return [path.stat().st_size for path in payloads.log_files(directory)]
+
+
+def test_a_record_over_the_line_limit_is_dropped_and_counted_and_rotates_nothing(tmp_path):
+    log = bounded_log(tmp_path)
+    exported_before = exported_drops(TOO_LARGE)
+    for i in range(3):
+        log.submit(exchange(f"history-{i}", [(float(i), "lyon")], [0]))
+    for i in range(20):
+        log.submit(record_of_size(f"oversized-{i}", MAX_LINE_BYTES + 1 + i * 10_000))
+    log.submit(record_of_size("largest-kept", MAX_LINE_BYTES))
+    log.close()
+    assert len(payloads.log_files(tmp_path)) == 1
+    ids = [r["request_id"] for r in read_records(tmp_path)]
+    assert ids == ["history-0", "history-1", "history-2", "largest-kept"]
+    assert log.dropped[TOO_LARGE] == log.dropped.total() == 20
+    assert exported_drops(TOO_LARGE) - exported_before == 20
+
+
+def test_maximum_size_records_rotate_full_files_only_and_keep_history(tmp_path):
+    log = bounded_log(tmp_path)
+    history = [f"history-{i}" for i in range(40)]
+    for request_id in history:
+        log.submit(exchange(request_id, [(1.0, "lyon")], [0]))
+    for i in range(20):
+        log.submit(record_of_size(f"max-{i}", MAX_LINE_BYTES))
+    log.close()
+    ids = [r["request_id"] for r in read_records(tmp_path)]
+    assert ids == history + [f"max-{i}" for i in range(20)]
+    _current, *rotated = disk_use(tmp_path)  # payloads-<pid>.jsonl sorts before its .1, .2
+    assert rotated and all(MAX_BYTES - MAX_LINE_BYTES < size <= MAX_BYTES for size in rotated)
+    assert sum(disk_use(tmp_path)) <= DISK_BOUND and log.dropped.total() == 0
+
+
+def test_disk_use_stays_within_the_bound_whatever_is_sent(tmp_path):
+    log = bounded_log(tmp_path)
+    for i in range(300):
+        size = (MAX_LINE_BYTES, MAX_LINE_BYTES + 1, 300, 4 * MAX_LINE_BYTES)[i % 4]
+        log.submit(record_of_size(f"r{i}", size))
+    log.close()
+    sizes = disk_use(tmp_path)
+    assert len(sizes) == BACKUPS + 1 and all(size <= MAX_BYTES for size in sizes)
+    assert sum(sizes) <= DISK_BOUND
+    assert sum(sizes) > BACKUPS * (MAX_BYTES - MAX_LINE_BYTES)  # full files, not one per line
+    assert log.dropped[TOO_LARGE] == 150
 
 
 def batch_outputs(rows: int) -> Outputs:

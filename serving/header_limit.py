@@ -1,0 +1,72 @@
+"""A bound on request line plus headers, enforced while they arrive (431 beyond it).
+
+Uvicorn's httptools parser keeps every header byte a client sends until the headers end,
+with no limit, so one connection could make a worker hold hundreds of MiB. BentoML starts
+uvicorn itself with its automatic protocol choice; `install` puts this bounded protocol in
+that choice's place before the server starts. (Uvicorn's h11 protocol has a bound of its
+own, 16 KiB, and is left as it is.)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import uvicorn.protocols.http.auto as auto_protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class HeaderLimitedProtocol(HttpToolsProtocol):
+    """Httptools' protocol that answers 431 and closes once headers pass `max_header_bytes`.
+
+    Bytes are counted from the start of a request until its headers are complete: the
+    parser holds at most the limit plus one socket read.
+    """
+
+    max_header_bytes = 64 * 2**10
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reading_headers = True
+        self.header_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        counted = self.reading_headers
+        super().data_received(data)
+        if counted and self.reading_headers:
+            self.header_bytes += len(data)
+            if self.header_bytes > self.max_header_bytes and not self.transport.is_closing():
+                self.refuse_headers()
+
+    def on_headers_complete(self) -> None:
+        self.reading_headers = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.reading_headers = True
+        self.header_bytes = 0
+
+    def refuse_headers(self) -> None:
+        body = json.dumps(
+            {
+                "error": f"request line and headers larger than {self.max_header_bytes} bytes "
+                "(MAX_HEADER_BYTES)"
+            }
+        ).encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + body
+        )
+        self.transport.close()
+
+
+def install(max_header_bytes: int) -> bool:
+    """Makes uvicorn's automatic protocol choice the bounded one; False if it uses h11."""
+    if not issubclass(auto_protocol.AutoHTTPProtocol, HttpToolsProtocol):
+        return False
+    HeaderLimitedProtocol.max_header_bytes = max_header_bytes
+    auto_protocol.AutoHTTPProtocol = HeaderLimitedProtocol
+    return True

@@ -1,0 +1,80 @@
+"""The header bound, on a real uvicorn server in a thread (no BentoML)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from bench.local import free_port
+from serving.header_limit import HeaderLimitedProtocol
+
+LIMIT = 8 * 2**10
+
+
+class _Bounded(HeaderLimitedProtocol):
+    max_header_bytes = LIMIT
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    app = Starlette(routes=[Route("/", lambda _: PlainTextResponse("ok"))])
+    chosen = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=chosen, http=_Bounded, log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield chosen
+    server.should_exit = True
+    thread.join(10)
+
+
+def _answers(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_normal_requests_pass_also_on_one_kept_alive_connection(port: int):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        header = b"x-pad: " + b"a" * (LIMIT // 2) + b"\r\n"
+        for _ in range(3):  # the count starts again with each request
+            sock.sendall(b"GET / HTTP/1.1\r\nhost: t\r\n" + header + b"\r\n")
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
+def test_headers_beyond_the_limit_get_431_and_the_connection_closes(port: int):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nhost: t\r\n")
+        sent = 0
+        try:
+            while sent < 64 * 2**20:  # would be 64 MiB; the server stops it long before
+                sock.sendall(b"x-flood: " + b"a" * 16_000 + b"\r\n")
+                sent += 16_009
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = _answers(sock)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert b"MAX_HEADER_BYTES" in answer
+    assert sent < 8 * 2**20  # refused after the limit plus what was on the wire
+
+
+def test_one_huge_header_line_is_refused_too(port: int):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(b"GET /" + b"a" * (4 * LIMIT) + b" HTTP/1.1\r\n")
+        assert _answers(sock).startswith(b"HTTP/1.1 431")
