@@ -80,7 +80,8 @@ class ErrorShapes:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 status, body, headers = shape_error(start["status"], b"".join(chunks))
-                kept = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+                replaced = (b"content-length", b"content-type")
+                kept = [(k, v) for k, v in start.get("headers", []) if k not in replaced]
                 await respond(send, status, body, [*kept, *headers])
 
         await self.app(scope, receive, reshape)

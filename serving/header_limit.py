@@ -28,18 +28,23 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reading_headers = True
+        self.headers_ended_in_read = False
         self.header_bytes = 0
 
     def data_received(self, data: bytes) -> None:
         counted = self.reading_headers
+        self.headers_ended_in_read = False
         super().data_received(data)
-        if counted and self.reading_headers:
+        # a read in which headers ended holds body bytes (and perhaps a next request): the
+        # next read counts again if a next request's headers are still arriving
+        if counted and not self.headers_ended_in_read:
             self.header_bytes += len(data)
             if self.header_bytes > self.max_header_bytes and not self.transport.is_closing():
                 self.refuse_headers()
 
     def on_headers_complete(self) -> None:
         self.reading_headers = False
+        self.headers_ended_in_read = True
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

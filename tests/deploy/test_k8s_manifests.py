@@ -229,7 +229,7 @@ def test_base_settings_configmap(render: Render) -> None:
         "PREDICT_BATCH_MAX_ROWS": "100000",
         "WORKERS": "1",
         "MAX_BODY_BYTES": str(32 * MiB),
-        "MAX_BODY_BYTES_IN_FLIGHT": str(96 * MiB),
+        "MAX_BODY_BYTES_IN_FLIGHT": str(48 * MiB),
         "MAX_IN_FLIGHT": "64",
         "BODY_TIMEOUT_SECONDS": "30",
         "MAX_HEADER_BYTES": "32768",
@@ -1144,11 +1144,11 @@ def test_memory_budget_passes_with_room(render: Render) -> None:
     ("target", "settings", "words"),
     [
         # the former 1 GiB limit cannot hold an in-process drift run as well
-        ("base", {}, ("1 x (96 MiB x 6 + 350 MiB) + 400 MiB", "= 1326 MiB", "limit 1Gi")),
-        ("base", {"MAX_BODY_BYTES_IN_FLIGHT": str(192 * MiB)}, ("192 MiB x 6",)),
-        ("base", {"WORKERS": "2"}, ("2 x (96 MiB x 6 + 350 MiB)",)),
-        # with the CronJob no drift run shares the pod: 1 GiB holds 926 MiB ...
-        ("overlays/drift-cronjob", {"WORKERS": "2"}, ("= 1852 MiB",)),
+        ("base", {}, ("1 x (48 MiB x 16 + 350 MiB) + 400 MiB", "= 1518 MiB", "limit 1Gi")),
+        ("base", {"MAX_BODY_BYTES_IN_FLIGHT": str(96 * MiB)}, ("96 MiB x 16",)),
+        ("base", {"WORKERS": "2"}, ("2 x (48 MiB x 16 + 350 MiB)",)),
+        # with the CronJob no drift run shares the pod: 1200 MiB holds 1118 MiB ...
+        ("overlays/drift-cronjob", {"WORKERS": "2"}, ("= 2236 MiB",)),
     ],
 )
 def test_memory_budget_fires(
@@ -1163,8 +1163,11 @@ def test_memory_budget_fires(
 
 def test_external_drift_runner_frees_the_drift_run_memory(render: Render) -> None:
     objs = render("overlays/drift-cronjob")
-    container(get(objs, "Deployment"))["resources"]["limits"]["memory"] = "1Gi"
-    assert kc.check_resource_budgets(objs) == []  # ... 96 MiB x 6 + 350 MiB = 926 MiB
+    container(get(objs, "Deployment"))["resources"]["limits"]["memory"] = "1200Mi"
+    assert kc.check_resource_budgets(objs) == []  # ... 48 MiB x 16 + 350 MiB = 1118 MiB
+    base = render("base")
+    container(get(base, "Deployment"))["resources"]["limits"]["memory"] = "1200Mi"
+    fires(kc.check_resource_budgets, base, "worst-case memory", "= 1518 MiB")
 
 
 def test_env_value_overrides_the_configmap(render: Render) -> None:
@@ -1172,13 +1175,13 @@ def test_env_value_overrides_the_configmap(render: Render) -> None:
     c = container(get(objs, "Deployment"))
     c["env"].append({"name": "MAX_BODY_BYTES_IN_FLIGHT", "value": str(512 * MiB)})
     assert kc.container_env(c, objs, None)["MAX_BODY_BYTES_IN_FLIGHT"] == str(512 * MiB)
-    fires(kc.check_resource_budgets, objs, "512 MiB x 6")
+    fires(kc.check_resource_budgets, objs, "512 MiB x 16")
 
 
 def test_body_limit_above_in_flight_budget_fires(render: Render) -> None:
     objs = render("base")
     settings_data(objs)["MAX_BODY_BYTES"] = str(100 * MiB)
-    fires(kc.check_resource_budgets, objs, "MAX_BODY_BYTES 100 MiB is above", "96 MiB")
+    fires(kc.check_resource_budgets, objs, "MAX_BODY_BYTES 100 MiB is above", "48 MiB")
 
 
 def test_malformed_setting_fires(render: Render) -> None:

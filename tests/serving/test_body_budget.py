@@ -20,15 +20,15 @@ MiB = 2**20
 
 
 def test_limits_that_fit_are_kept():
-    wanted = BodyLimits(32 * MiB, 96 * MiB)
-    assert fit(wanted, 1, 2**30) == (wanted, [])
+    wanted = BodyLimits(32 * MiB, 48 * MiB)
+    assert fit(wanted, 1, 1536 * MiB) == (wanted, [])
     assert fit(wanted, 4, None) == (wanted, [])
 
 
 def test_bytes_in_flight_are_clamped_to_the_memory_limit():
-    limits, notes = fit(BodyLimits(64 * MiB, 128 * MiB), 1, 2**30)
+    limits, notes = fit(BodyLimits(16 * MiB, 128 * MiB), 1, 2**30)
     fits = (2**30 - RESTING_BYTES) // DECODE_OVERHEAD
-    assert limits == BodyLimits(64 * MiB, fits)
+    assert limits == BodyLimits(16 * MiB, fits)
     assert len(notes) == 1 and "MAX_BODY_BYTES_IN_FLIGHT" in notes[0]
     assert limits.max_body_bytes_in_flight * DECODE_OVERHEAD + RESTING_BYTES <= 2**30
 

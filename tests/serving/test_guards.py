@@ -280,6 +280,7 @@ def test_error_shapes_middleware_rewrites_errors_only():
     shaped = call(app, "POST", "/error", content=b"404")
     assert shaped.status_code == 404 and shaped.json() == {"error": "bad thing"}
     assert int(shaped.headers["content-length"]) == len(shaped.content)
+    assert shaped.headers.get_list("content-type") == ["application/json"]
 
 
 def test_access_log_is_json_with_request_id_status_and_latency(caplog):

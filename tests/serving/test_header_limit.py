@@ -26,7 +26,7 @@ class _Bounded(HeaderLimitedProtocol):
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    app = Starlette(routes=[Route("/", lambda _: PlainTextResponse("ok"))])
+    app = Starlette(routes=[Route("/", lambda _: PlainTextResponse("ok"), methods=["GET", "POST"])])
     chosen = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=chosen, http=_Bounded, log_level="error")
@@ -78,3 +78,14 @@ def test_one_huge_header_line_is_refused_too(port: int):
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(b"GET /" + b"a" * (4 * LIMIT) + b" HTTP/1.1\r\n")
         assert _answers(sock).startswith(b"HTTP/1.1 431")
+
+
+def test_a_large_body_in_the_same_read_as_its_headers_is_not_counted(port: int):
+    body = b"a" * (16 * LIMIT)
+    head = b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: %d\r\n\r\n" % len(body)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        for _ in range(3):
+            sock.sendall(head + body)
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 "), answer
+            assert not answer.startswith(b"HTTP/1.1 431"), answer
