@@ -235,6 +235,38 @@ class _DrainingListener(QueueListener):
         self.queue.put(self._sentinel)
 
 
+def prune_stopped_workers(directory: Path, keep_bytes: int) -> int:
+    """Removes the oldest files of workers no longer running beyond `keep_bytes` (one
+    worker's share), so restarted workers never add up on disk; returns how many."""
+    stopped: list[tuple[float, int, Path]] = []
+    for path in directory.glob(f"{FILE_PREFIX}*.jsonl*"):
+        pid = path.name[len(FILE_PREFIX) :].split(".", 1)[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        try:
+            status = path.stat()
+        except OSError:
+            continue
+        stopped.append((status.st_mtime, status.st_size, path))
+    kept = removed = 0
+    for _, size, path in sorted(stopped, reverse=True):
+        kept += size
+        if kept > keep_bytes:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class PayloadLog:
     """Created at import, started in each worker, closed on shutdown."""
 
@@ -257,6 +289,9 @@ class PayloadLog:
 
     def start(self, directory: Path, feature_names: Sequence[str]) -> None:
         directory.mkdir(parents=True, exist_ok=True)
+        removed = prune_stopped_workers(directory, self._max_bytes * (self._backups + 1))
+        if removed:
+            logger.info("payload log: removed %d old files of stopped workers", removed)
         self.path = directory / f"{FILE_PREFIX}{os.getpid()}.jsonl"
         self._handler = _LineFileHandler(
             self.path,

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -371,3 +374,27 @@ def test_batch_capture_follows_the_sample_rate_and_never_raises(log, tmp_path):
     )
     log.close()
     assert read_records(tmp_path) == []
+
+
+def test_files_of_stopped_workers_are_pruned_oldest_first(tmp_path):
+    stopped = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(stopped.stdout)
+    mine = tmp_path / f"payloads-{os.getpid()}.jsonl"
+    mine.write_bytes(b"x" * 500)
+    old = []
+    for index in range(5):
+        path = tmp_path / f"payloads-{dead}.jsonl.{5 - index}"
+        path.write_bytes(b"x" * 100)
+        os.utime(path, (1_000 + index, 1_000 + index))
+        old.append(path)
+    other = tmp_path / "notes.txt"
+    other.write_bytes(b"x" * 1_000)
+
+    assert payload_log.prune_stopped_workers(tmp_path, keep_bytes=250) == 3
+    assert [path.exists() for path in old] == [False, False, False, True, True]
+    assert mine.exists() and other.exists()  # a running worker's files, and others, stay
