@@ -46,10 +46,23 @@ def target(
 
 
 def attack(target: Target, name: str, **options: Any) -> Result:
+    log_before = abuse.dir_bytes(target.payload_log_dir)
     result = abuse.attack_target(target, name, **options)
     assert not result.timed_out, f"{name}: no answer within {ATTACK_TIMEOUT_S} s"
     assert not result.worker_lost, f"{name}: the worker died"
+    assert_worker_unharmed(result, result.payload_log_bytes - log_before)
     return result
+
+
+def assert_worker_unharmed(result: Result, log_growth: int) -> None:
+    """What every attack must leave as it was: /livez answering throughout, the worker's
+    memory, and the size of /metrics and of the payload log (which grows only by the
+    records of the valid requests an attack sends: at most 1 MiB here)."""
+    assert result.livez_timeouts == 0 and result.livez_failures == 0, result
+    assert result.livez_worst_ms is not None and result.livez_worst_ms < 1000, result
+    assert result.rss_growth_mib is not None and result.rss_growth_mib < 150, result
+    assert result.metrics_bytes is not None and result.metrics_bytes < 64_000, result
+    assert log_growth < MIB, (log_growth, result)
 
 
 def assert_refused_cheaply(result: Result) -> None:
