@@ -339,11 +339,12 @@ def batch_outputs(rows: int) -> Outputs:
 
 
 def test_large_batches_log_a_sample_of_rows_with_their_own_answers(log, tmp_path):
-    frame = pd.DataFrame({"age": np.arange(1_000, dtype=float), "city": ["lyon"] * 1_000})
+    whole_frame = pd.DataFrame({"age": np.arange(1_000, dtype=float), "city": ["lyon"] * 1_000})
+    frame = whole_frame.copy()  # missing values, in the batch logged whole
     frame.loc[3, "age"] = np.nan
     frame.loc[4, "city"] = None
     capture = BatchCapture(submit=log.submit, sample_rate=1.0, max_rows=50, model="m:1")
-    capture({"path": "/predict_batch"}, frame, batch_outputs(1_000))
+    capture({"path": "/predict_batch"}, whole_frame, batch_outputs(1_000))
     capture({"path": "/predict_batch"}, frame.iloc[:10], batch_outputs(10))
     log.close()
     sampled, whole = read_records(tmp_path)
