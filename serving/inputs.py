@@ -70,45 +70,64 @@ class InstancesInput(bentoml.IODescriptor):
 
     @classmethod
     def from_json(cls, body: bytes) -> InstancesInput:
-        """The spec of a JSON body: the plain pass when it suffices, else the full rule."""
+        """The spec of a JSON body: the plain pass when it suffices, else the full rule.
+
+        A small body is read straight from its bytes. A large one is parsed first, so that
+        an instance with more keys than the model has features (each an error to build)
+        skips the plain pass and costs the full rule one error per listed key only.
+        """
         body = body or b"{}"
-        if cls.plain_spec is not None:
+        if cls.plain_spec is None or cls.envelope_spec is None:
+            try:
+                return cls.model_validate_json(body)
+            except ValidationError as error:
+                raise locate_errors(error, cls.feature_names) from None
+        if len(body) <= THREAD_BODY_BYTES:
             try:
                 plain = cls.plain_spec.model_validate_json(body)
             except ValidationError:
                 pass  # the full rule decides, and says what is wrong
             else:
                 return cls.model_construct(instances=plain.instances)
-        if cls.envelope_spec is None or cls.chunk_adapter is None:
+            return cls._full_rule(_parsed(body))
+        parsed = _parsed(body)
+        if _no_wide_objects(parsed, len(cls.feature_names)):
             try:
-                return cls.model_validate_json(body)
-            except ValidationError as error:
-                raise locate_errors(error, cls.feature_names) from None
-        return cls._full_rule(body)
+                plain = cls.plain_spec.model_validate(parsed)
+            except ValidationError:
+                pass
+            else:
+                return cls.model_construct(instances=plain.instances)
+        return cls._full_rule(parsed)
 
     @classmethod
-    def _full_rule(cls, body: bytes) -> InstancesInput:
+    def _full_rule(cls, parsed: Any) -> InstancesInput:
         """The full rule over a parsed body, a chunk at a time, keeping the first errors."""
         assert cls.envelope_spec is not None and cls.chunk_adapter is not None
         try:
-            envelope = cls.envelope_spec.model_validate(pydantic_core.from_json(body))
-        except ValueError as error:  # not JSON (pydantic's own message), or not an envelope
-            if isinstance(error, ValidationError):
-                raise locate_errors(error, cls.feature_names) from None
-            raise _invalid_json(error) from None
+            envelope = cls.envelope_spec.model_validate(parsed)
+        except ValidationError as error:
+            raise locate_errors(error, cls.feature_names) from None
         instances: list[Any] = envelope.instances
-        rows_per_chunk = max(1, CHUNK_VALUES // max(1, len(cls.feature_names)))
+        names = cls.feature_names
+        rows_per_chunk = max(1, CHUNK_VALUES // max(1, len(names)))
         validated: list[Any] = []
         details: list[InitErrorDetails] = []
         total = 0
         for start in range(0, len(instances), rows_per_chunk):
             chunk = instances[start : start + rows_per_chunk]
+            extra_count, extra_details = _extra_keys(chunk, start, names, MAX_REPORTED_ERRORS)
+            total += extra_count
             try:
-                validated += cls.chunk_adapter.validate_python(chunk)
+                checked = cls.chunk_adapter.validate_python(chunk)
             except ValidationError as error:
                 total += error.error_count()
                 if len(details) < MAX_REPORTED_ERRORS:
                     details += _shifted(error, start)
+            else:
+                validated += checked
+            if len(details) < MAX_REPORTED_ERRORS:
+                details += extra_details
         if total:
             located = locate_errors(
                 ValidationError.from_exception_data("Input", details[:MAX_REPORTED_ERRORS]),
@@ -116,6 +135,41 @@ class InstancesInput(bentoml.IODescriptor):
             )
             raise ValidationError.from_exception_data("Input", summarize(_details(located), total))
         return cls.model_construct(instances=validated)
+
+
+def _parsed(body: bytes) -> Any:
+    try:
+        return pydantic_core.from_json(body)
+    except ValueError as error:  # not JSON: pydantic's own message
+        raise _invalid_json(error) from None
+
+
+def _no_wide_objects(parsed: Any, width: int) -> bool:
+    """False if an instance is an object with more keys than there are features."""
+    instances = parsed.get("instances") if isinstance(parsed, dict) else None
+    if not isinstance(instances, list):
+        return True
+    return not any(isinstance(i, dict) and len(i) > width for i in instances)
+
+
+def _extra_keys(
+    chunk: list[Any], start: int, names: list[str], most: int
+) -> tuple[int, list[InitErrorDetails]]:
+    """Takes the keys that are no feature out of the chunk's objects (in place), as the
+    instance type would refuse them, but listing at most `most`: (count, first ones)."""
+    count = 0
+    details: list[InitErrorDetails] = []
+    known = set(names)
+    for offset, instance in enumerate(chunk):
+        if not isinstance(instance, dict) or len(instance) <= len(names):
+            continue
+        extra = [key for key in instance if key not in known]
+        count += len(extra)
+        for key in extra[: max(most - len(details), 0)]:
+            loc = ("instances", start + offset, key)
+            details.append({"type": "extra_forbidden", "loc": loc, "input": instance[key]})
+        chunk[offset] = {key: value for key, value in instance.items() if key in known}
+    return count, details
 
 
 def _invalid_json(error: ValueError) -> ValidationError:

@@ -146,3 +146,27 @@ def test_small_bodies_stay_on_the_event_loop(monkeypatch):
 
     spec = asyncio.run(SPEC.from_http_request(Request(), None))
     assert spec.instances == [(1.0, 2.0, "a")]
+
+
+@pytest.mark.parametrize("extra_keys", [3, 50_000])
+def test_keys_that_are_no_feature_are_refused_and_counted(extra_keys):
+    """A body over the thread size is parsed first: its wide objects skip the plain pass."""
+    instance = {"x": 1, "y": 2, "c": "a", **{f"k{i}": i for i in range(extra_keys)}}
+    body = _body([{"x": 1, "y": 2, "c": "b"}, instance, {"x": "bad", "y": 2, "c": "a"}])
+    assert (len(body) > inputs.THREAD_BODY_BYTES) == (extra_keys > 3)
+    details = _refusal(body).errors()
+    listed = [d for d in details if d["type"] == "extra_forbidden"]
+    assert listed[0]["loc"] == ("instances", 1, "k0") and listed[0]["input"] == 0
+    assert ("instances", 2, "x") in [d["loc"] for d in details]
+    if extra_keys > MAX_REPORTED_ERRORS:
+        assert len(details) == MAX_REPORTED_ERRORS + 1
+        assert details[-1]["ctx"]["total"] == extra_keys + 1
+    else:
+        assert len(listed) == extra_keys and len(details) == extra_keys + 1
+
+
+def test_large_and_small_bodies_give_the_same_instances():
+    rows = [[i % 10, str(i % 7), "a"] for i in range(6_000)]
+    large = _body(rows)
+    assert len(large) > inputs.THREAD_BODY_BYTES
+    assert SPEC.from_json(large).instances[:50] == SPEC.from_json(_body(rows[:50])).instances
