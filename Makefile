@@ -14,7 +14,7 @@ DEV_LOCK := requirements-dev.lock
 TOOLS_LOCK := deploy/requirements-checkov.lock
 LOCK_ARGS ?=
 
-.PHONY: install lock tools model serve train build containerize container-base rehearse bench \
+.PHONY: install lock tools model serve train build containerize container-base rehearse bench prometheus-rule \
 	test test-unit lint format manifests clean
 
 # Exactly what the dev lock pins, each file checked against its hash (--no-deps: the lock is
@@ -105,6 +105,10 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The PrometheusRule of the Prometheus Operator component, from deploy/prometheus/alerts.yml.
+prometheus-rule: install
+	$(PY) -m deploy.prometheus_rule
 
 # Render every overlay, validate against two Kubernetes versions, run our checks and checkov.
 manifests: install tools

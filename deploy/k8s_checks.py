@@ -60,6 +60,7 @@ POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {**SERVING_KINDS, **BATCH_KINDS
 SELECTOR_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Rollout")
 
 ARGO_GROUP = "argoproj.io"
+MONITORING_GROUP = "monitoring.coreos.com"
 
 # Custom resources the schema validator has no schema for, and why skipping them
 # is acceptable. Anything else without a schema is reported, not skipped.
@@ -75,6 +76,14 @@ CRD_SKIP_REASONS: dict[tuple[str, str], str] = {
     (ARGO_GROUP, "ClusterAnalysisTemplate"): (
         "Argo Rollouts CRD: kubernetes-validate ships only built-in schemas; "
         "structure checked by check_analysis_templates"
+    ),
+    (MONITORING_GROUP, "ServiceMonitor"): (
+        "Prometheus Operator CRD: kubernetes-validate ships only built-in schemas; "
+        "structure checked by tests/deploy/test_prometheus_operator.py"
+    ),
+    (MONITORING_GROUP, "PrometheusRule"): (
+        "Prometheus Operator CRD: kubernetes-validate ships only built-in schemas; "
+        "rules checked by promtool in tests/deploy/test_prometheus_operator.py"
     ),
 }
 

@@ -31,16 +31,31 @@ from monitoring.__main__ import build_parser as monitoring_parser
 ROOT = Path(__file__).resolve().parents[2]
 
 K8S = ROOT / "deploy" / "k8s"
-OVERLAYS = ("rolling", "blue-green", "canary", "argo-rollouts", "drift-cronjob", "ingress-nginx")
+OVERLAYS = (
+    "rolling",
+    "blue-green",
+    "canary",
+    "argo-rollouts",
+    "drift-cronjob",
+    "ingress-nginx",
+    "prometheus-operator",
+)
 # Overlays that add a component to another overlay, and the component they add.
-COMPONENT_OVERLAYS = {"drift-cronjob": "drift-monitoring", "ingress-nginx": "ingress-nginx"}
+COMPONENT_OVERLAYS = {
+    "drift-cronjob": "drift-monitoring",
+    "ingress-nginx": "ingress-nginx",
+    "prometheus-operator": "prometheus-operator",
+}
 TARGETS = ("base", *(f"overlays/{name}" for name in OVERLAYS))
 # Oldest and newest minor versions the manifests are meant for.
 KUBE_VERSIONS = ("1.30", "1.33")
 # Custom resources with no schema in kubernetes-validate, per render. They are
 # skipped (kc.CRD_SKIP_REASONS says why) and checked by kc.check_rollouts and
-# kc.check_analysis_templates instead.
-EXPECTED_SCHEMALESS = {"overlays/argo-rollouts": {"Rollout", "AnalysisTemplate"}}
+# kc.check_analysis_templates, or tests/deploy/test_prometheus_operator.py, instead.
+EXPECTED_SCHEMALESS = {
+    "overlays/argo-rollouts": {"Rollout", "AnalysisTemplate"},
+    "overlays/prometheus-operator": {"ServiceMonitor", "PrometheusRule"},
+}
 APP = "tabular-model"
 IMAGE = "tabular-model:0.1.0"
 
