@@ -50,7 +50,7 @@ import numpy as np
 import pyarrow as pa
 import requests
 
-from bench import processes
+from bench import harness, processes
 from bench.local import ROOT, Server
 
 API_KEY = "k1"
@@ -1256,22 +1256,6 @@ def work_dir(keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def prepare_model(model: str | None, work: Path) -> tuple[str, Path]:
-    """The tag to serve and the BENTOML_HOME holding it."""
-    from model import store
-
-    if model:
-        home = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
-        os.environ["BENTOML_HOME"] = str(home)
-        return store.load(model).tag, home
-    from train.data import load_default
-    from train.training import TrainConfig, train
-
-    home = work / "bentoml-home"
-    os.environ["BENTOML_HOME"] = str(home)
-    return train(*load_default(), TrainConfig(name="abuse")).tag, home
-
-
 def sources(path: Path) -> dict[str, Any]:
     def git(*args: str) -> str:
         done = subprocess.run(
@@ -1344,7 +1328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     with work_dir(args.keep_work) as work:
-        tag, models_home = prepare_model(args.model, work)
+        tag, models_home = harness.prepare_model(args.model, work, name="abuse")
         campaign = Campaign(
             models_home,
             work,

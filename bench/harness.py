@@ -315,8 +315,8 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def prepare_model(model: str | None, work: Path) -> tuple[str, Path]:
-    """The tag to serve and the BENTOML_HOME that holds it."""
+def prepare_model(model: str | None, work: Path, name: str = "bench") -> tuple[str, Path]:
+    """The tag to serve (`model`, else one trained as `name`) and the BENTOML_HOME holding it."""
     from model import store
 
     if model:
@@ -328,7 +328,7 @@ def prepare_model(model: str | None, work: Path) -> tuple[str, Path]:
 
     home = work / "bentoml-home"
     os.environ["BENTOML_HOME"] = str(home)
-    return train(*load_default(), TrainConfig(name="bench")).tag, home
+    return train(*load_default(), TrainConfig(name=name)).tag, home
 
 
 def sample_rows(reference: pd.DataFrame, names: list[str], count: int) -> np.ndarray:

