@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 # Lock files with hashes, written by `make lock`: the runtime one (bentofile.yaml's too), the
-# dev one (runtime + dev and bench extras at the same versions) and checkov's.
+# dev one (runtime + the dev, bench and spark extras at the same versions) and checkov's.
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 TOOLS_LOCK := deploy/requirements-checkov.lock
@@ -35,14 +35,14 @@ install: $(STAMP)
 # allowed are kept; LOCK_ARGS=--upgrade (or --upgrade-package NAME) moves them. The dev lock
 # also pins [build-system] requires, for the install above, and uv itself.
 LOCK_COMPILE = $(BIN)/uv pip compile --quiet --python-version 3.11 \
-	--python-platform x86_64-manylinux_2_28 --only-binary :all: --generate-hashes \
+	--python-platform x86_64-manylinux_2_28 --only-binary :all: --no-binary pyspark --generate-hashes \
 	--custom-compile-command "make lock" $(LOCK_ARGS)
 
 lock: install
 	$(LOCK_COMPILE) pyproject.toml -o $(LOCK)
 	{ $(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'; \
 		echo 'uv>=0.13,<0.14'; } | \
-		$(LOCK_COMPILE) pyproject.toml - --extra dev --extra bench --constraint $(LOCK) -o $(DEV_LOCK)
+		$(LOCK_COMPILE) pyproject.toml - --extra dev --extra bench --extra spark --constraint $(LOCK) -o $(DEV_LOCK)
 	$(LOCK_COMPILE) deploy/requirements-checkov.txt -o $(TOOLS_LOCK)
 
 # checkov lives in its own venv: its pins conflict with the service's dependencies.
