@@ -15,6 +15,7 @@ TOOLS_LOCK := deploy/requirements-checkov.lock
 LOCK_ARGS ?=
 
 .PHONY: install lock tools model serve train build containerize container-base rehearse bench prometheus-rule \
+	screenshots \
 	test test-unit lint format manifests clean
 
 # Exactly what the dev lock pins, each file checked against its hash (--no-deps: the lock is
@@ -82,6 +83,11 @@ container-base: install
 # Options go in ARGS, e.g. make rehearse ARGS="--step-seconds 5 --connections 8"
 rehearse: install
 	$(PY) -m bench.rehearse $(ARGS)
+
+# docs/images: the drift report page and the Evidently UI dashboard after three drift runs
+# (needs chromium)
+screenshots: install
+	$(PY) -m bench.screenshots --out docs/images
 
 # Ours against plain FastAPI and default BentoML on the same model; results in bench/results/
 bench: install

@@ -59,6 +59,11 @@ def _home_dir(env: Mapping[str, str], name: str) -> str:
     return str(Path(home) / name)
 
 
+def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    return Path(raw) if raw else None
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     raw = env.get(name, "").strip().lower() or default
     if raw not in choices:
@@ -165,6 +170,10 @@ class DriftJobSettings:
     """Notified when a run detects drift; empty: no notification."""
     webhook_format: str
     """`json` (the drift.json plus a text summary) or `slack` (Slack-compatible text)."""
+    workspace: Path | None
+    """Evidently Workspace that every run is also added to (`evidently ui`); empty: none."""
+    workspace_keep: int
+    """Snapshots kept per model in the workspace; older ones are deleted."""
 
 
 @dataclass(frozen=True)
@@ -220,6 +229,8 @@ class Settings:
                 keep_reports=_int(env, "DRIFT_KEEP_REPORTS", 48),
                 webhook_url=env.get("DRIFT_WEBHOOK_URL", "").strip(),
                 webhook_format=_choice(env, "DRIFT_WEBHOOK_FORMAT", "json", ("json", "slack")),
+                workspace=_optional_path(env, "DRIFT_WORKSPACE"),
+                workspace_keep=_int(env, "DRIFT_WORKSPACE_KEEP", 336),
             ),
         )
 

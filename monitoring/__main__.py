@@ -221,6 +221,14 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         "--no-html", action="store_true", help=f"write only {SUMMARY_FILE}, not {REPORT_FILE}"
     )
     output.add_argument(
+        "--workspace",
+        metavar="DIR",
+        type=Path,
+        help="also add the run to the model's project in this Evidently Workspace, for "
+        "`evidently ui --workspace DIR` (default: DRIFT_WORKSPACE; none when unset); "
+        "a failure is logged, not fatal",
+    )
+    output.add_argument(
         "--notify",
         action="store_true",
         help="when drift is detected, post the result to DRIFT_WEBHOOK_URL "
@@ -328,8 +336,11 @@ def run_drift(args: argparse.Namespace) -> int:
         run = runs.new_run(args.runs)
         written = _write(result, run, html=not args.no_html)
         runs.mark_latest(args.runs, run, keep=args.keep)
+        run_name = run.name
     else:
         written = _write(result, args.out, html=not args.no_html)
+        run_name = result.generated_at.strftime(runs.RUN_NAME_FORMAT)
+    _add_to_workspace(args, result, run_name)
     print(_summary(result, written))
     if args.notify and result.drift_detected:
         _notify(result)
@@ -474,6 +485,30 @@ def _write(result: DriftResult, directory: Path, *, html: bool) -> list[Path]:
     except OSError as exc:
         raise InputError(f"{directory}: {exc.strerror or exc}") from exc
     return written
+
+
+def _add_to_workspace(args: argparse.Namespace, result: DriftResult, run_name: str) -> None:
+    from model.settings import settings
+
+    config = settings().drift
+    directory = args.workspace or config.workspace
+    if directory is None:
+        return
+    from monitoring.workspace import record_run
+
+    try:
+        record_run(
+            directory,
+            result,
+            model=result.model or "model",
+            run_name=run_name,
+            keep=config.workspace_keep,
+        )
+    except Exception:
+        # the run's own files are written; the history misses one point
+        logging.getLogger("monitoring").exception(
+            "could not add drift run %s to the workspace %s", run_name, directory
+        )
 
 
 def _notify(result: DriftResult) -> None:

@@ -114,14 +114,19 @@ class DriftResult(BaseModel):
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
+    def evidently_snapshot(self) -> Snapshot:
+        """Evidently's snapshot of this result (only for a result of `compute_drift`)."""
+        if self._snapshot is None:
+            raise ValueError("this result has no Evidently report")
+        return self._snapshot
+
     def save_html(self, path: str | Path) -> Path:
         """Write Evidently's page for this result (only for a result of `compute_drift`)."""
-        if self._snapshot is None:
-            raise ValueError("this result has no Evidently report to save")
+        snapshot = self.evidently_snapshot()
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         # Snapshot.save_html writes only when given a str path.
-        self._snapshot.save_html(str(target))
+        snapshot.save_html(str(target))
         return target
 
 
@@ -310,7 +315,7 @@ def _run_report(
 ) -> tuple[Snapshot, pd.DataFrame]:
     from evidently import DataDefinition, Dataset, Report
 
-    from monitoring.drift_metric import quiet_numerics
+    from monitoring.drift_metric import quiet_numerics, run_values
 
     definition = DataDefinition(
         numerical_columns=[n for n, k in kinds.items() if k == NUMERIC],
@@ -320,7 +325,7 @@ def _run_report(
         unknown_columns=[],
         list_columns=[],
     )
-    report = Report([metric], model_id=model or None)
+    report = Report([metric, *run_values(metric)], model_id=model or None)
     with quiet_numerics():
         snapshot = report.run(
             Dataset.from_pandas(current, data_definition=definition),

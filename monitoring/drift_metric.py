@@ -24,7 +24,14 @@ import numpy as np
 import pandas as pd
 from evidently import ColumnType
 from evidently.core.datasets import Dataset
-from evidently.core.metric_types import DataframeCalculation, DataframeMetric, DataframeValue
+from evidently.core.metric_types import (
+    DataframeCalculation,
+    DataframeMetric,
+    DataframeValue,
+    SingleValue,
+    SingleValueCalculation,
+    SingleValueMetric,
+)
 from evidently.core.report import Context
 from evidently.legacy.calculations.stattests import get_stattest
 from evidently.legacy.calculations.stattests.registry import get_registered_stattest
@@ -40,6 +47,7 @@ from monitoring.verdicts import (
     RESULT_COLUMNS,
     ColumnVerdict,
     Histogram,
+    dataset_verdict,
 )
 
 logger = logging.getLogger(__name__)
@@ -119,6 +127,77 @@ class ColumnsDriftCalculation(DataframeCalculation[ColumnsDrift]):
             current_rows=len(current_data.as_dataframe()),
         )
         return result
+
+
+# What a RunValue reports: the dataset's share of drifted features and verdict (1 or 0),
+# a feature's drift score and verdict, and the prediction's.
+SHARE_DRIFTED = "share_drifted"
+DRIFT_DETECTED = "drift_detected"
+SCORE = "score"
+DRIFTED = "drifted"
+PREDICTION_SCORE = "prediction_score"
+PREDICTION_DRIFTED = "prediction_drifted"
+
+
+class RunValue(SingleValueMetric):
+    """One number of a drift run, read from the `ColumnsDrift` result of the same report.
+
+    These are what an Evidently Workspace plots across runs: dashboard panels select a
+    metric by type and labels (`value`, `column`), and only single values make series.
+    They draw nothing on the page. The type alias must begin with Evidently's prefix:
+    dashboard panels only select metrics whose type begins with it.
+    """
+
+    class Config:
+        type_alias = "evidently:metric_v2:TabularModelDriftRunValue"
+
+    value: str
+    column: str | None = None
+
+    _source: ColumnsDrift | None = None
+
+    def of(self, source: ColumnsDrift) -> "RunValue":
+        self._source = source
+        return self
+
+
+class RunValueCalculation(SingleValueCalculation[RunValue]):
+    def display_name(self) -> str:
+        metric = self.metric
+        return f"{metric.value} of {metric.column}" if metric.column else metric.value
+
+    def calculate(
+        self, context: Context, current_data: Dataset, reference_data: Dataset | None
+    ) -> SingleValue:
+        metric = self.metric
+        if metric._source is None:
+            raise ValueError("RunValue needs the ColumnsDrift metric it reads (RunValue.of)")
+        table = context.calculate_metric(metric._source.to_calculation()).value
+        result = self.result(_run_value(table, metric._source, metric.value, metric.column))
+        result.widget = []
+        return result
+
+
+def run_values(source: ColumnsDrift) -> list[RunValue]:
+    """The run's share and verdict, and every column's score and verdict, read from `source`."""
+    values = [RunValue(value=name) for name in (SHARE_DRIFTED, DRIFT_DETECTED)]
+    values += [RunValue(value=name, column=c) for c in source.columns for name in (SCORE, DRIFTED)]
+    if source.prediction:
+        values += [
+            RunValue(value=name, column=source.prediction)
+            for name in (PREDICTION_SCORE, PREDICTION_DRIFTED)
+        ]
+    return [value.of(source) for value in values]
+
+
+def _run_value(table: pd.DataFrame, source: ColumnsDrift, value: str, column: str | None) -> float:
+    if column is not None:
+        row = table.loc[table["column"] == column].iloc[0]
+        scored = value in (SCORE, PREDICTION_SCORE)
+        return float(row["score"]) if scored else float(bool(row["drifted"]))
+    features = table.loc[table["column"].isin(source.columns)]
+    share, detected = dataset_verdict(features["drifted"].astype(bool).tolist(), source.drift_share)
+    return share if value == SHARE_DRIFTED else float(detected)
 
 
 def check_method(name: str, kind: str) -> None:

@@ -39,12 +39,14 @@ OVERLAYS = (
     "drift-cronjob",
     "ingress-nginx",
     "prometheus-operator",
+    "drift-ui",
 )
-# Overlays that add a component to another overlay, and the component they add.
+# Overlays that add components to another overlay, and the components they add.
 COMPONENT_OVERLAYS = {
-    "drift-cronjob": "drift-monitoring",
-    "ingress-nginx": "ingress-nginx",
-    "prometheus-operator": "prometheus-operator",
+    "drift-cronjob": ("drift-monitoring",),
+    "ingress-nginx": ("ingress-nginx",),
+    "prometheus-operator": ("prometheus-operator",),
+    "drift-ui": ("drift-monitoring", "drift-ui"),
 }
 TARGETS = ("base", *(f"overlays/{name}" for name in OVERLAYS))
 # Oldest and newest minor versions the manifests are meant for.
@@ -404,6 +406,40 @@ def test_drift_cronjob_overlay(render: Render) -> None:
     )
 
 
+def test_drift_ui_overlay(render: Render) -> None:
+    objs = render("overlays/drift-ui")
+    cron = get(objs, "CronJob", f"{APP}-drift")
+    settings = get(objs, "ConfigMap")["data"]
+    args = [
+        re.sub(r"\$\((\w+)\)", lambda m: settings[m.group(1)], a)
+        for a in container(cron)["args"][3:]
+    ]
+    assert str(monitoring_parser().parse_args(args).workspace) == "/data/workspace"
+
+    ui = get(objs, "Deployment", f"{APP}-drift-ui")
+    c = container(ui)
+    assert c["args"][:4] == ["python", "-m", "evidently.cli", "ui"]
+    assert c["args"][c["args"].index("--workspace") + 1] == "/data/workspace"
+    # the UI sees only the workspace, read-only, of the CronJob's claim
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/data/workspace")
+    assert (mount["subPath"], mount["readOnly"]) == ("workspace", True)
+    volume = next(v for v in pod_spec(ui)["volumes"] if v["name"] == mount["name"])
+    assert volume["persistentVolumeClaim"] == {"claimName": "model-monitoring", "readOnly": True}
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["resources"]["limits"]["memory"] == "1Gi"
+    # its Service reaches only its pods, by the port's name; the model Service does not
+    service = get(objs, "Service", f"{APP}-drift-ui")
+    labels = kc.template_labels(ui)
+    assert kc.map_selector_matches(service["spec"]["selector"], labels)
+    assert service["spec"]["ports"][0]["targetPort"] in {p["name"] for p in c["ports"]}
+    assert not kc.map_selector_matches(get(objs, "Service", APP)["spec"]["selector"], labels)
+    policy = get(objs, "NetworkPolicy", f"{APP}-drift-ui")
+    assert kc.label_selector_matches(policy["spec"]["podSelector"], labels)
+    assert policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {
+        "drift-ui-client": "true"
+    }
+
+
 def cron_interval_minutes(cron: Obj) -> int:
     minutes = re.fullmatch(r"\*/(\d+) \* \* \* \*", cron["spec"]["schedule"])
     assert minutes, cron["spec"]["schedule"]
@@ -427,7 +463,7 @@ def compose(tmp_path: Path, kubectl: Path, overlay: str, component: str) -> list
 
 
 def overlays_without(component: str) -> list[str]:
-    return [o for o in OVERLAYS if COMPONENT_OVERLAYS.get(o) != component]
+    return [o for o in OVERLAYS if component not in COMPONENT_OVERLAYS.get(o, ())]
 
 
 @pytest.mark.parametrize("overlay", overlays_without("drift-monitoring"))
@@ -1041,7 +1077,12 @@ def test_checkov_on_rendered_overlays(rendered_dir: Path) -> None:
 
 
 def api_workloads(objs: list[Obj]) -> list[Obj]:
-    return [o for o in objs if o["kind"] in ("Deployment", "Rollout")]
+    key, value = kc.API_POD_LABEL
+    return [
+        o
+        for o in objs
+        if o["kind"] in ("Deployment", "Rollout") and kc.template_labels(o).get(key) == value
+    ]
 
 
 def api_keys_entry(workload: Obj) -> Any:

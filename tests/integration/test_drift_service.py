@@ -7,14 +7,17 @@ import os
 import shutil
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import requests
+from evidently.ui.workspace import Workspace
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.local import Server
 from model import store
 from model.settings import settings
+from monitoring import runs
 from monitoring.__main__ import main as monitoring_cli
 from tests.integration.prometheus import Prometheus
 from tests.monitoring.test_notify import Receiver
@@ -35,6 +38,7 @@ def drift_server(bentoml_home, tmp_path_factory):
         bentoml_home, work / "serve.log", MODEL_TAG=tag,
         PAYLOAD_LOG_DIR=str(work / "payloads"), DRIFT_REPORT_DIR=str(work / "reports"),
         DRIFT_INTERVAL_MINUTES="0.05", DRIFT_WINDOW_MINUTES="30", DRIFT_MIN_ROWS="50",
+        DRIFT_WORKSPACE=str(work / "workspace"),
     )  # fmt: skip
     try:
         server.wait_ready()
@@ -61,6 +65,20 @@ def latest_with_rows(server: Server, tag: str, rows: int, timeout: float = 90) -
             return response.json()
         time.sleep(1)
     raise TimeoutError(f"no drift run over {rows} rows in {timeout}s:\n{server.log()[-3000:]}")
+
+
+def workspace_snapshots(directory: Path, project: str, run: str, timeout: float = 30) -> list:
+    """The project's snapshots once the run is among them (added after LATEST moves)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workspace = Workspace(str(directory))
+        (found,) = workspace.list_projects()
+        assert found.name == project
+        snapshots = [workspace.get_run(found.id, s) for s in workspace.list_runs(found.id)]
+        if run in {s.name for s in snapshots}:
+            return snapshots
+        assert time.monotonic() < deadline, f"run {run} not in the workspace after {timeout}s"
+        time.sleep(0.5)
 
 
 def gauges(server: Server) -> dict[str, float]:
@@ -96,6 +114,11 @@ def test_drift_reports_from_served_traffic(drift_server, tmp_path, monkeypatch):
     page = requests.get(f"{server.url}/drift/latest", timeout=5)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "window.drawDashboard(metric_" in page.text and '"mean radius"' in page.text
+    # every scheduled run is also a snapshot of the model's project in the workspace
+    latest = runs.latest_run(work / "reports")
+    assert latest is not None
+    snapshots = workspace_snapshots(work / "workspace", "drift-itest", latest.name)
+    assert {s.metadata["model_id"] for s in snapshots} == {tag}
 
     # 2. the training rows with three columns shifted: exactly those columns drift
     shift_started = datetime.now(UTC)
