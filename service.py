@@ -21,6 +21,7 @@ from serving.drift_schedule import start_drift_schedule
 from serving.guards import DOC_PREFIXES, parse_api_keys
 from serving.heap import start_heap_trimmer
 from serving.inputs import instances_input
+from serving.lone_requests import keep_lone_requests_unheld
 from serving.media import ARROW_STREAM, accepts_arrow
 from serving.metrics import ModelMetrics, value_buckets
 from serving.payload_log import PayloadLog
@@ -31,6 +32,8 @@ from serving.runtime import Instances, Predictor
 logger = logging.getLogger("service")
 
 SETTINGS = body_budget.fitted(settings())
+# a lone request is not held for a batch that is not coming, before or after a burst
+keep_lone_requests_unheld()
 SERVING = SETTINGS.serving
 # Resolved without loading: a server whose model is missing or broken stays up, unready.
 CHOICE = store.choose_served(SETTINGS.model.name, SETTINGS.model.tag)

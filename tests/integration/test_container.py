@@ -187,7 +187,8 @@ def test_the_drift_job_runs_in_the_image_on_the_packaged_model(
     drift = podman(
         "exec", "--workdir", "/home/bentoml/bento/src", container.name,
         "python", "-m", "monitoring", "drift", "--model", name,
-        "--logs", "/tmp/bentoml/payload-logs", "--runs", "/tmp/drift-runs", "--quiet",
+        "--logs", "/tmp/bentoml/payload-logs", "--runs", "/tmp/drift-runs",
+        "--workspace", "/tmp/drift-workspace", "--quiet",
         env=container.env,
     )  # fmt: skip
     assert drift.returncode == 0, drift.stderr[-3000:]
@@ -199,3 +200,28 @@ def test_the_drift_job_runs_in_the_image_on_the_packaged_model(
     result = json.loads(summary.stdout)
     assert result["model"] == breast_cancer_model.tag
     assert result["current_rows"] >= 40
+    # what components/drift-ui runs: Evidently's UI over the run's workspace, in the image
+    ui = podman(
+        "exec", "--detach", "--env", "DO_NOT_TRACK=1", "--env", "HOME=/tmp", container.name,
+        "python", "-m", "evidently.cli", "ui", "--workspace", "/tmp/drift-workspace",
+        "--host", "127.0.0.1", "--port", "8001",
+        env=container.env,
+    )  # fmt: skip
+    assert ui.returncode == 0, ui.stderr
+    assert ui_projects(container) == [name]
+
+
+def ui_projects(container: Running, timeout: float = 90) -> list[str]:
+    """Project names `evidently ui` lists inside the container, once it answers."""
+    ask = (
+        "import json, urllib.request; "
+        "print(json.dumps([p['name'] for p in json.load("
+        "urllib.request.urlopen('http://127.0.0.1:8001/api/projects', timeout=5))]))"
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = podman("exec", container.name, "python", "-c", ask, env=container.env)
+        if answer.returncode == 0:
+            return json.loads(answer.stdout)
+        assert time.monotonic() < deadline, answer.stderr[-2000:]
+        time.sleep(2)
