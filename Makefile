@@ -15,7 +15,7 @@ TOOLS_LOCK := deploy/requirements-checkov.lock
 LOCK_ARGS ?=
 
 .PHONY: install lock tools model serve train build containerize container-base rehearse bench prometheus-rule \
-	screenshots \
+	screenshots stream \
 	test test-unit lint format manifests clean
 
 # Exactly what the dev lock pins, each file checked against its hash (--no-deps: the lock is
@@ -61,6 +61,10 @@ model: install
 
 serve: model
 	$(BIN)/bentoml serve service:TabularModel --port $(PORT)
+
+# The stream consumer (docs/streaming.md): REDIS_URL and the STREAM_* settings from the environment
+stream: model
+	$(PY) -m serving.stream
 
 # Extra options go in ARGS, e.g. make train ARGS="--data my.csv --target y --promote"
 train: install
@@ -119,7 +123,7 @@ prometheus-rule: install
 # Render every overlay, validate against two Kubernetes versions, run our checks and checkov.
 manifests: install tools
 	$(PY) -m deploy.k8s_checks --kube-version 1.30 --kube-version 1.33 \
-		deploy/k8s/base deploy/k8s/overlays/*
+		deploy/k8s/base deploy/k8s/overlays/* deploy/k8s/spark
 	rm -rf build/k8s-rendered
 	$(PY) -m deploy.k8s_checks --render-to build/k8s-rendered deploy/k8s/overlays/*
 	$(TOOLS)/bin/checkov --quiet --config-file deploy/.checkov.yaml -d build/k8s-rendered

@@ -1,12 +1,15 @@
 """Single-client latency before and after a burst, on the same model, in one run.
 
     python -m bench.after_burst [--burst-seconds 10] [--probe-seconds 5] [--connections 64]
+        [--compare-with DIR]
 
 For each system (ours, default BentoML, the FastAPI server; see bench/systems.py), one
 server: a single client (wrk, one connection) sends single-row POSTs for `--probe-seconds`,
 then 64 connections for `--burst-seconds`, then the single client again, right after the
 burst and once more after `--rest-seconds` of silence. Adaptive batchers learn a wait
 under the burst; what matters is whether a lone client pays it afterwards.
+`--compare-with DIR` also serves the service of another checkout (e.g. a worktree of an
+earlier commit), as "ours at DIR".
 Writes bench/results/after_burst.{json,md}.
 """
 
@@ -18,12 +21,13 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench import wrk
 from bench.harness import machine_info, prepare_model, sample_rows, start, write_scripts
-from bench.local import ROOT
+from bench.local import ROOT, Server
 from bench.systems import Context, System, default_bento, fastapi, ours
 
 RESULTS = ROOT / "bench" / "results"
@@ -53,6 +57,17 @@ def measure(system: System, url: str, script: Path, args: argparse.Namespace) ->
     }
 
 
+def ours_at(shipped: System, context: Context, checkout: Path) -> System:
+    env = {"MODEL_TAG": context.tag, "PAYLOAD_LOG_DIR": str(context.work / "payload-logs-at")}
+    return replace(
+        shipped,
+        key="ours_at",
+        label=f"ours at {checkout.name}",
+        description=f"the service of {checkout}, settings as shipped",
+        start=lambda log: Server(context.home, log, working_dir=checkout, **env),
+    )
+
+
 def table(records: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         f"# Single client (1 connection, {args.probe_seconds} s) before and after a "
@@ -79,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--model", help="model tag (default: one trained for the run)")
     parser.add_argument("--out", type=Path, default=RESULTS / "after_burst")
+    parser.add_argument("--compare-with", type=Path, metavar="DIR", help="another checkout")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="after-burst-") as temp:
@@ -89,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = sample_rows(load_reference(tag), load_schema(tag).names, 1)
         script = write_scripts(rows, [1], work)[1]
         context = Context(tag=tag, home=home, work=work)
+        systems = [ours(context, payload_log=True)]
+        if args.compare_with:
+            systems.append(ours_at(systems[0], context, args.compare_with.resolve()))
         records = []
-        for system in (ours(context, payload_log=True), default_bento(context), fastapi(context)):
+        for system in (*systems, default_bento(context), fastapi(context)):
             assert system.start is not None
             with contextlib.ExitStack() as stack:
                 server, _ = start(system, work / f"{system.key}.log", stack)

@@ -61,6 +61,8 @@ SELECTOR_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Rollo
 
 ARGO_GROUP = "argoproj.io"
 MONITORING_GROUP = "monitoring.coreos.com"
+KEDA_GROUP = "keda.sh"
+SPARK_OPERATOR_GROUP = "sparkoperator.k8s.io"
 
 # Custom resources the schema validator has no schema for, and why skipping them
 # is acceptable. Anything else without a schema is reported, not skipped.
@@ -84,6 +86,18 @@ CRD_SKIP_REASONS: dict[tuple[str, str], str] = {
     (MONITORING_GROUP, "PrometheusRule"): (
         "Prometheus Operator CRD: kubernetes-validate ships only built-in schemas; "
         "rules checked by promtool in tests/deploy/test_prometheus_operator.py"
+    ),
+    (KEDA_GROUP, "ScaledObject"): (
+        "KEDA CRD: kubernetes-validate ships only built-in schemas; "
+        "structure checked by check_scaled_objects"
+    ),
+    (KEDA_GROUP, "TriggerAuthentication"): (
+        "KEDA CRD: kubernetes-validate ships only built-in schemas; "
+        "references checked by check_scaled_objects"
+    ),
+    (SPARK_OPERATOR_GROUP, "SparkApplication"): (
+        "spark-operator CRD: kubernetes-validate ships only built-in schemas; "
+        "structure checked by check_spark_applications"
     ),
 }
 
@@ -480,6 +494,67 @@ def check_hpa_targets(objs: Sequence[Obj]) -> list[str]:
                 problems.append(
                     f"{ref(hpa)}: scales on CPU but container {container.get('name')!r} of "
                     f"{ref(target)} has no CPU request"
+                )
+    return problems
+
+
+def check_scaled_objects(objs: Sequence[Obj]) -> list[str]:
+    """Each KEDA ScaledObject targets a Deployment of this render that sets no replicas.
+
+    Its TriggerAuthentication references are in the render, its replica bounds are
+    ordered, and a `redis-streams` trigger watches the stream and consumer group the
+    target's containers read (STREAM_INPUT, STREAM_GROUP, as model.settings reads them).
+    """
+    problems = []
+    for scaled in _of_kind(objs, "ScaledObject"):
+        if _group(scaled.get("apiVersion")) != KEDA_GROUP:
+            continue
+        namespace = _namespace(scaled)
+        target_ref = _dig(scaled, ("spec", "scaleTargetRef")) or {}
+        kind, name = target_ref.get("kind") or "Deployment", target_ref.get("name")
+        target = _find(objs, str(kind), name, namespace)
+        if target is None:
+            problems.append(f"{ref(scaled)}: scaleTargetRef {kind}/{name} is not in the render")
+            continue
+        if _dig(target, ("spec", "replicas")) is not None:
+            problems.append(
+                f"{ref(target)}: sets spec.replicas although {ref(scaled)} scales it; "
+                f"each apply would reset the replica count"
+            )
+        low = _dig(scaled, ("spec", "minReplicaCount"))
+        high = _dig(scaled, ("spec", "maxReplicaCount"))
+        if isinstance(low, int) and isinstance(high, int) and low > high:
+            problems.append(f"{ref(scaled)}: minReplicaCount {low} > maxReplicaCount {high}")
+        for index, trigger in enumerate(_dig(scaled, ("spec", "triggers")) or []):
+            auth = _dig(trigger, ("authenticationRef", "name"))
+            if auth and _find(objs, "TriggerAuthentication", auth, namespace) is None:
+                problems.append(
+                    f"{ref(scaled)}: trigger {index} authenticationRef {auth!r} is not in "
+                    f"the render"
+                )
+            if trigger.get("type") == "redis-streams":
+                problems += [
+                    f"{ref(scaled)}: trigger {index}: {problem}"
+                    for problem in _stream_trigger_problems(trigger, target, objs)
+                ]
+    return problems
+
+
+def _stream_trigger_problems(
+    trigger: Mapping[str, Any], target: Obj, objs: Sequence[Obj]
+) -> list[str]:
+    metadata = trigger.get("metadata") or {}
+    problems = []
+    for container in containers(target, objs=objs):
+        try:
+            stream = Settings.from_env(container_env(container, objs, _namespace(target))).stream
+        except SettingError as exc:
+            return [f"container {container.get('name')!r}: {exc}"]
+        for key, read in (("stream", stream.input), ("consumerGroup", stream.group)):
+            if metadata.get(key) != read:
+                problems.append(
+                    f"{key} {metadata.get(key)!r} is not what container "
+                    f"{container.get('name')!r} of {ref(target)} reads ({read!r})"
                 )
     return problems
 
@@ -986,6 +1061,73 @@ def _mib(size: float) -> str:
     return f"{size / MiB:g} MiB"
 
 
+def check_spark_applications(objs: Sequence[Obj]) -> list[str]:
+    """Each spark-operator SparkApplication can start and scores on Spark.
+
+    Pinned images; a `.py` main file (spark-submit runs Python from a file); cores and
+    memory for the driver and the executors; the driver's ServiceAccount in the render,
+    bound to a Role that may create pods (its executors); every volume mount backed by a
+    volume; and `score --engine spark` in the arguments, else the driver alone would score.
+    """
+    problems = []
+    for app in _of_kind(objs, "SparkApplication"):
+        if _group(app.get("apiVersion")) != SPARK_OPERATOR_GROUP:
+            continue
+        spec = app.get("spec") or {}
+        problems += [f"{ref(app)}: {problem}" for problem in _spark_app_problems(spec, app, objs)]
+    return problems
+
+
+def _spark_app_problems(spec: Mapping[str, Any], app: Obj, objs: Sequence[Obj]) -> list[str]:
+    problems = []
+    volumes = {volume.get("name") for volume in spec.get("volumes") or []}
+    for role in ("driver", "executor"):
+        pod = spec.get(role) or {}
+        image = str(pod.get("image") or spec.get("image") or "")
+        if (problem := image_problem(image)) is not None:
+            problems.append(f"{role}: {problem}")
+        for key in ("cores", "memory"):
+            if not pod.get(key):
+                problems.append(f"{role}: no {key}")
+        for mount in pod.get("volumeMounts") or []:
+            if mount.get("name") not in volumes:
+                problems.append(f"{role}: volumeMount {mount.get('name')!r} has no volume")
+    if spec.get("type") == "Python" and not str(spec.get("mainApplicationFile", "")).endswith(
+        ".py"
+    ):
+        problems.append(
+            f"mainApplicationFile {spec.get('mainApplicationFile')!r} is not a .py file"
+        )
+    account = _dig(spec, ("driver", "serviceAccount"))
+    if not account:
+        problems.append("driver: no serviceAccount (the driver creates the executor pods)")
+    elif not _may_create_pods(account, _namespace(app), objs):
+        problems.append(
+            f"driver: ServiceAccount {account!r} is not in the render or no Role bound to it "
+            "may create pods"
+        )
+    arguments = [str(argument) for argument in spec.get("arguments") or []]
+    if arguments[:1] != ["score"] or "spark" not in arguments[1:] or "--engine" not in arguments:
+        problems.append(f"arguments {arguments[:3]}... do not run `score --engine spark`")
+    return problems
+
+
+def _may_create_pods(account: str, namespace: str | None, objs: Sequence[Obj]) -> bool:
+    if _find(objs, "ServiceAccount", account, namespace) is None:
+        return False
+    for binding in _of_kind(objs, "RoleBinding"):
+        subjects = binding.get("subjects") or []
+        if not any(
+            s.get("kind") == "ServiceAccount" and s.get("name") == account for s in subjects
+        ):
+            continue
+        role = _find(objs, "Role", _dig(binding, ("roleRef", "name")), _namespace(binding))
+        for rule in (role or {}).get("rules") or []:
+            if "pods" in (rule.get("resources") or []) and "create" in (rule.get("verbs") or []):
+                return True
+    return False
+
+
 ALL_CHECKS: tuple[Check, ...] = (
     check_workload_selectors,
     check_pdb_selectors,
@@ -995,6 +1137,7 @@ ALL_CHECKS: tuple[Check, ...] = (
     check_probe_ports,
     check_image_tags,
     check_hpa_targets,
+    check_scaled_objects,
     check_rolling_updates,
     check_cron_schedules,
     check_rollouts,
@@ -1003,6 +1146,7 @@ ALL_CHECKS: tuple[Check, ...] = (
     check_network_policies,
     check_resource_budgets,
     check_ingress_body_size,
+    check_spark_applications,
 )
 
 

@@ -177,11 +177,79 @@ class DriftJobSettings:
 
 
 @dataclass(frozen=True)
+class StreamSettings:
+    redis_url: str
+    """Redis of the stream consumer (`redis://host:port/db`, `rediss://` for TLS)."""
+    redis_password: Secret
+    """Password of the Redis user (AUTH); empty: the URL's, else none."""
+    input: str
+    """Stream the consumer reads events from."""
+    output: str
+    """Stream each event's result is added to."""
+    dead_letter: str
+    """Stream refused events are added to, with their error."""
+    group: str
+    """Consumer group: consumers in one group share the input stream's events."""
+    consumer: str
+    """This consumer's name in the group; empty: `<host name>-<process id>`."""
+    start_id: str
+    """Where a new group starts: `0` (every event already in the stream) or `$` (new ones)."""
+    batch_size: int
+    """Most events read (XREADGROUP COUNT) and handled at once: the consumer's in-flight bound."""
+    block_ms: int
+    """Longest wait for new events per read (XREADGROUP BLOCK)."""
+    claim_idle_ms: int
+    """Pending events idle this long are claimed from their consumer (XAUTOCLAIM)."""
+    marker_ttl_seconds: int
+    """How long an event's done-marker is kept: redeliveries within it write nothing again."""
+    output_maxlen: int
+    """Approximate length the output stream is trimmed to; 0: never trimmed."""
+    max_event_bytes: int
+    """Largest `instance` field accepted; larger events go to the dead-letter stream."""
+    retry_max_seconds: float
+    """Longest wait between retries while Redis is unreachable (the backoff's cap)."""
+    stop_seconds: float
+    """After SIGTERM, how long the batch in hand may keep retrying its write."""
+    metrics_port: int
+    """Port of the consumer's Prometheus /metrics; 0: none."""
+
+
+def _stream_settings(env: Mapping[str, str]) -> StreamSettings:
+    stream = StreamSettings(
+        redis_url=env.get("REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
+        redis_password=Secret(env.get("REDIS_PASSWORD", "")),
+        input=env.get("STREAM_INPUT", "").strip() or "tabular-model:events",
+        output=env.get("STREAM_OUTPUT", "").strip() or "tabular-model:predictions",
+        dead_letter=env.get("STREAM_DEAD_LETTER", "").strip() or "tabular-model:dead-letter",
+        group=env.get("STREAM_GROUP", "").strip() or "tabular-model",
+        consumer=env.get("STREAM_CONSUMER", "").strip(),
+        start_id=_choice(env, "STREAM_START_ID", "0", ("0", "$")),
+        batch_size=_int(env, "STREAM_BATCH_SIZE", 256),
+        block_ms=_int(env, "STREAM_BLOCK_MS", 2_000),
+        claim_idle_ms=_int(env, "STREAM_CLAIM_IDLE_MS", 60_000),
+        marker_ttl_seconds=_int(env, "STREAM_MARKER_TTL_SECONDS", 900),
+        output_maxlen=_int(env, "STREAM_OUTPUT_MAXLEN", 1_000_000, minimum=0),
+        max_event_bytes=_int(env, "STREAM_MAX_EVENT_BYTES", 64 * 2**10),
+        retry_max_seconds=_float(env, "STREAM_RETRY_MAX_SECONDS", 10.0, 0.1, 600.0),
+        stop_seconds=_float(env, "STREAM_STOP_SECONDS", 20.0, 0.0, 3600.0),
+        metrics_port=_int(env, "STREAM_METRICS_PORT", 9100, minimum=0),
+    )
+    # a marker that expires before a redelivery could come lets a result be written twice
+    if stream.marker_ttl_seconds * 1000 <= stream.claim_idle_ms:
+        raise SettingError(
+            f"STREAM_MARKER_TTL_SECONDS ({stream.marker_ttl_seconds}) must be longer than "
+            f"STREAM_CLAIM_IDLE_MS ({stream.claim_idle_ms} ms)"
+        )
+    return stream
+
+
+@dataclass(frozen=True)
 class Settings:
     model: ModelSettings
     serving: ServingSettings
     payload_log: PayloadLogSettings
     drift: DriftJobSettings
+    stream: StreamSettings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -232,6 +300,7 @@ class Settings:
                 workspace=_optional_path(env, "DRIFT_WORKSPACE"),
                 workspace_keep=_int(env, "DRIFT_WORKSPACE_KEEP", 336),
             ),
+            stream=_stream_settings(env),
         )
 
 

@@ -1,7 +1,7 @@
 """Reading the payload log: every logged request, with its instances named by feature.
 
 The log is written by the service (`serving.payload_log`): one JSON line per answered
-request, in one file per worker process (`payloads-<pid>.jsonl`, rotated). A line holds
+request, in one file per worker process (`payloads-<host>-<pid>.jsonl`, rotated). A line holds
 `ts`, `request_id`, `endpoint`, `features` (the feature names, in schema order),
 `request` (`{"instances": [...]}`: the instances as the API validated them, each a list
 in schema order, or a sample of a batch's rows; older logs may hold objects keyed by

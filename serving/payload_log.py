@@ -22,6 +22,8 @@ import json
 import logging
 import os
 import queue
+import re
+import socket
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -235,12 +237,25 @@ class _DrainingListener(QueueListener):
         self.queue.put(self._sentinel)
 
 
-def prune_stopped_workers(directory: Path, keep_bytes: int) -> int:
-    """Removes the oldest files of workers no longer running beyond `keep_bytes` (one
-    worker's share), so restarted workers never add up on disk; returns how many."""
+def host_name() -> str:
+    """This host's name as a file name part: on Kubernetes, the pod's name."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:63] or "host"
+
+
+def worker_file(directory: Path, host: str, pid: int) -> Path:
+    """One file per worker of a host: pods sharing a volume have their own files even
+    when their workers have the same process ids (as containers' workers do)."""
+    return directory / f"{FILE_PREFIX}{host}-{pid}.jsonl"
+
+
+def prune_stopped_workers(directory: Path, keep_bytes: int, host: str | None = None) -> int:
+    """Removes the oldest files of this host's workers no longer running beyond
+    `keep_bytes` (one worker's share), so restarted workers never add up on disk; returns
+    how many. Other hosts' files are theirs to prune: their process ids mean nothing here."""
+    own = f"{FILE_PREFIX}{host or host_name()}-"
     stopped: list[tuple[float, int, Path]] = []
-    for path in directory.glob(f"{FILE_PREFIX}*.jsonl*"):
-        pid = path.name[len(FILE_PREFIX) :].split(".", 1)[0]
+    for path in directory.glob(f"{own}*.jsonl*"):
+        pid = path.name[len(own) :].split(".", 1)[0]
         if not pid.isdigit() or _running(int(pid)):
             continue
         try:
@@ -292,7 +307,7 @@ class PayloadLog:
         removed = prune_stopped_workers(directory, self._max_bytes * (self._backups + 1))
         if removed:
             logger.info("payload log: removed %d old files of stopped workers", removed)
-        self.path = directory / f"{FILE_PREFIX}{os.getpid()}.jsonl"
+        self.path = worker_file(directory, host_name(), os.getpid())
         self._handler = _LineFileHandler(
             self.path,
             feature_names,

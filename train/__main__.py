@@ -6,7 +6,9 @@ import argparse
 import json
 import logging
 import sys
+from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model import store
 from model.settings import settings
@@ -15,6 +17,9 @@ from .data import DataError, load_default, load_table
 from .evaluate import QualityGateError
 from .pipeline import ESTIMATORS
 from .training import TrainConfig, train
+
+if TYPE_CHECKING:
+    from .score import ScoreSummary
 
 COMMANDS = ("fit", "list", "promote", "rollback", "ensure", "score")
 EXIT_BAD_ROWS = 3
@@ -106,16 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
         "default: MODEL_TAG, else MODEL_NAME's",
     )
     scoring.add_argument(
-        "--input", type=Path, required=True, help="rows to score, .csv or .parquet"
+        "--input",
+        required=True,
+        help="rows to score, .csv or .parquet; with --engine spark also a directory, a glob "
+        "or any URI Spark reads",
     )
     scoring.add_argument(
         "--output",
-        type=Path,
         required=True,
         help="predictions (and class probabilities), .csv or .parquet",
     )
     scoring.add_argument(
-        "--errors", type=Path, help="bad rows: row, column, problem (default: OUTPUT.errors.csv)"
+        "--errors", help="bad rows: row, column, problem (default: OUTPUT.errors.csv)"
     )
     scoring.add_argument(
         "--chunk-rows",
@@ -127,6 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep", default="", help="comma-separated input columns copied to the output (e.g. an id)"
     )
     scoring.add_argument("--no-progress", action="store_true", help="no progress bar")
+    scoring.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local: this process; spark: Apache Spark, outputs written as datasets "
+        "(directories of part files); needs the spark extra (default: %(default)s)",
+    )
+    scoring.add_argument(
+        "--master",
+        help="Spark master URL with --engine spark (default: spark-submit's, else local[*])",
+    )
+    scoring.add_argument(
+        "--partitions",
+        type=int,
+        help="Spark partitions with --engine spark (default: from the input size, at least "
+        "one per core)",
+    )
     return parser
 
 
@@ -197,13 +221,15 @@ def _score(args: argparse.Namespace) -> int:
     tag = store.resolve_tag(
         name or settings().model.name, args.model if version else settings().model.tag
     )
-    errors = args.errors or args.output.with_name(args.output.name + ".errors.csv")
-    summary = score_file(
-        store.load(tag), args.input, args.output, errors,
-        chunk_rows=args.chunk_rows,
-        keep=tuple(c.strip() for c in args.keep.split(",") if c.strip()),
-        progress=not args.no_progress,
-    )  # fmt: skip
+    errors = args.errors or args.output.rstrip("/") + ".errors.csv"
+    keep = tuple(c.strip() for c in args.keep.split(",") if c.strip())
+    if args.engine == "spark":
+        summary = _score_on_spark(args, store.load(tag), errors, keep)
+    else:
+        summary = score_file(
+            store.load(tag), Path(args.input), Path(args.output), Path(errors),
+            chunk_rows=args.chunk_rows, keep=keep, progress=not args.no_progress,
+        )  # fmt: skip
     print(json.dumps({"model": tag, "rows": summary.rows, "scored": summary.scored,
                       "bad_rows": summary.bad_rows, "output": str(args.output),
                       "errors": str(errors)}))  # fmt: skip
@@ -211,6 +237,18 @@ def _score(args: argparse.Namespace) -> int:
         print(f"{summary.bad_rows} bad rows not scored; see {errors}", file=sys.stderr)
         return EXIT_BAD_ROWS
     return 0
+
+
+def _score_on_spark(
+    args: argparse.Namespace, model: store.LoadedModel, errors: str, keep: tuple[str, ...]
+) -> ScoreSummary:
+    if find_spec("pyspark") is None:
+        raise ValueError("--engine spark needs pyspark: pip install 'tabular-model[spark]'")
+    from .spark.engine import run
+
+    return run(model, args.input, args.output, errors, master=args.master, keep=keep,
+               partitions=args.partitions, chunk_rows=args.chunk_rows,
+               progress=not args.no_progress)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

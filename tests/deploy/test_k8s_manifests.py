@@ -40,6 +40,8 @@ OVERLAYS = (
     "ingress-nginx",
     "prometheus-operator",
     "drift-ui",
+    "stream-consumer",
+    "stream-consumer-keda",
 )
 # Overlays that add components to another overlay, and the components they add.
 COMPONENT_OVERLAYS = {
@@ -47,8 +49,11 @@ COMPONENT_OVERLAYS = {
     "ingress-nginx": ("ingress-nginx",),
     "prometheus-operator": ("prometheus-operator",),
     "drift-ui": ("drift-monitoring", "drift-ui"),
+    "stream-consumer": ("drift-monitoring", "stream-consumer"),
+    "stream-consumer-keda": ("drift-monitoring", "stream-consumer", "stream-consumer-keda"),
 }
-TARGETS = ("base", *(f"overlays/{name}" for name in OVERLAYS))
+# deploy/k8s/spark: batch scoring on Spark (spark-operator), rendered and checked the same way
+TARGETS = ("base", *(f"overlays/{name}" for name in OVERLAYS), "spark")
 # Oldest and newest minor versions the manifests are meant for.
 KUBE_VERSIONS = ("1.30", "1.33")
 # Custom resources with no schema in kubernetes-validate, per render. They are
@@ -57,6 +62,8 @@ KUBE_VERSIONS = ("1.30", "1.33")
 EXPECTED_SCHEMALESS = {
     "overlays/argo-rollouts": {"Rollout", "AnalysisTemplate"},
     "overlays/prometheus-operator": {"ServiceMonitor", "PrometheusRule"},
+    "overlays/stream-consumer-keda": {"ScaledObject", "TriggerAuthentication"},
+    "spark": {"SparkApplication"},
 }
 APP = "tabular-model"
 IMAGE = "tabular-model:0.1.0"
@@ -438,6 +445,83 @@ def test_drift_ui_overlay(render: Render) -> None:
     assert policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {
         "drift-ui-client": "true"
     }
+
+
+CONSUMER = f"{APP}-stream-consumer"
+
+
+def test_stream_consumer_overlay(render: Render) -> None:
+    objs = render("overlays/stream-consumer")
+    consumers = get(objs, "Deployment", CONSUMER)
+    c = container(consumers)
+    assert c["args"] == ["python", "-m", "serving.stream"]
+    assert consumers["spec"]["replicas"] == 2
+    # the settings are read as the consumer reads them, the password from the Secret
+    stream = kc.Settings.from_env(kc.container_env(c, objs, None)).stream
+    assert (stream.input, stream.group, stream.metrics_port) == (
+        "tabular-model:events",
+        "tabular-model",
+        9100,
+    )
+    env = {e["name"]: e for e in c["env"]}
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "tabular-model-redis",
+        "key": "password",
+    }
+    assert env["STREAM_CONSUMER"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # the payload log goes where the drift job reads it
+    cron = container(get(objs, "CronJob"))
+    assert env["PAYLOAD_LOG_DIR"]["value"] == cron["args"][cron["args"].index("--logs") + 1]
+    assert {"name": "monitoring", "mountPath": "/data"} in c["volumeMounts"]
+    # probes and scrapes on the metrics port; the grace period covers the stop
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
+    grace = pod_spec(consumers)["terminationGracePeriodSeconds"]
+    assert grace > stream.stop_seconds + stream.block_ms / 1000
+    labels = kc.template_labels(consumers)
+    assert not kc.map_selector_matches(get(objs, "Service", APP)["spec"]["selector"], labels)
+    policy = get(objs, "NetworkPolicy", CONSUMER)
+    assert kc.label_selector_matches(policy["spec"]["podSelector"], labels)
+    assert kc.label_selector_matches(
+        get(objs, "PodDisruptionBudget", CONSUMER)["spec"]["selector"], labels
+    )
+
+
+def test_stream_consumer_keda_overlay(render: Render) -> None:
+    objs = render("overlays/stream-consumer-keda")
+    assert "replicas" not in get(objs, "Deployment", CONSUMER)["spec"]
+    scaled = get(objs, "ScaledObject", CONSUMER)
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "redis-streams" and int(trigger["metadata"]["lagCount"]) > 0
+    auth = get(objs, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+    assert auth["spec"]["secretTargetRef"][0]["name"] == "tabular-model-redis"
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda o: get(o, "ScaledObject")["spec"]["scaleTargetRef"].update(name="x"), ["x is"]),
+        (lambda o: get(o, "Deployment", CONSUMER)["spec"].update(replicas=3), ["replicas"]),
+        (
+            lambda o: get(o, "ScaledObject")["spec"]["triggers"][0]["metadata"].update(
+                stream="other"
+            ),
+            ["stream 'other'", "'tabular-model:events'"],
+        ),
+        (
+            lambda o: get(o, "ScaledObject")["spec"]["triggers"][0]["metadata"].update(
+                consumerGroup="g"
+            ),
+            ["consumerGroup 'g'"],
+        ),
+        (lambda o: o.remove(get(o, "TriggerAuthentication")), ["authenticationRef"]),
+        (lambda o: get(o, "ScaledObject")["spec"].update(minReplicaCount=9), ["> maxReplica"]),
+    ],
+)
+def test_scaled_object_problems_fire(render: Render, change: Any, words: list[str]) -> None:
+    objs = render("overlays/stream-consumer-keda")
+    assert kc.check_scaled_objects(objs) == []
+    change(objs)
+    fires(kc.check_scaled_objects, objs, *words)
 
 
 def cron_interval_minutes(cron: Obj) -> int:
@@ -1337,3 +1421,44 @@ def test_parse_quantity_refuses(quantity: str) -> None:
 )
 def test_parse_nginx_size(size: str, value: int | None) -> None:
     assert kc.parse_nginx_size(size) == value
+
+
+# --------------------------------------------------------------------------- spark
+
+
+def test_spark_application_scores_on_spark_with_our_image(render: Render) -> None:
+    objs = render("spark")
+    spec = get(objs, "SparkApplication")["spec"]
+    assert spec["image"] == "tabular-model-spark:0.1.0"
+    assert spec["arguments"][:3] == ["score", "--engine", "spark"]
+    assert "volumeMounts" not in spec["executor"] or all(
+        m["name"] != "model-store" for m in spec["executor"]["volumeMounts"]
+    )  # executors get the model with the job, not from the store
+    main_file = spec["mainApplicationFile"].removeprefix("local:///opt/tabular-model/")
+    assert (K8S / "spark" / main_file).is_file()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "words"),
+    [
+        (lambda s: s.update(image="tabular-model-spark"), ("driver: image", "has no tag")),
+        (lambda s: s["executor"].pop("memory"), ("executor: no memory",)),
+        (lambda s: s.update(mainApplicationFile="local:///x/tabular-train"), ("not a .py",)),
+        (lambda s: s["driver"].update(serviceAccount="default"), ("'default' is not in",)),
+        (
+            lambda s: s["driver"]["volumeMounts"].append({"name": "x", "mountPath": "/x"}),
+            ("volumeMount 'x' has no volume",),
+        ),
+        (lambda s: s.update(arguments=["score", "--input", "x"]), ("score --engine spark",)),
+    ],
+)
+def test_spark_application_checks_fire(render: Render, mutate: Any, words: tuple[str, ...]) -> None:
+    objs = render("spark")
+    mutate(get(objs, "SparkApplication")["spec"])
+    fires(kc.check_spark_applications, objs, "SparkApplication/tabular-model-score", *words)
+
+
+def test_spark_driver_needs_a_role_that_creates_pods(render: Render) -> None:
+    objs = render("spark")
+    get(objs, "Role")["rules"][0]["verbs"].remove("create")
+    fires(kc.check_spark_applications, objs, "may create pods")

@@ -58,3 +58,42 @@ def test_every_setting_is_documented():
     assert len(names) >= 25
     documented = (ROOT / "docs" / "operations.md").read_text()
     assert {name for name in names if f"`{name}`" not in documented} == set()
+
+
+def test_stream_settings_defaults_values_and_secret():
+    stream = Settings.from_env({}).stream
+    assert (stream.input, stream.group, stream.batch_size) == (
+        "tabular-model:events",
+        "tabular-model",
+        256,
+    )
+    assert stream.start_id == "0" and stream.metrics_port == 9100
+    stream = Settings.from_env(
+        {
+            "REDIS_URL": " redis://cache:6380/2 ",
+            "REDIS_PASSWORD": "hunter2",
+            "STREAM_START_ID": "$",
+            "STREAM_OUTPUT_MAXLEN": "0",
+            "STREAM_BATCH_SIZE": "64",
+        }
+    ).stream
+    assert stream.redis_url == "redis://cache:6380/2" and stream.start_id == "$"
+    assert stream.output_maxlen == 0 and stream.batch_size == 64
+    assert stream.redis_password.reveal() == "hunter2" and "hunter2" not in repr(stream)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STREAM_BATCH_SIZE": "0"}, "STREAM_BATCH_SIZE must be >= 1"),
+        ({"STREAM_START_ID": "1-0"}, "STREAM_START_ID must be one of 0, \\$"),
+        ({"STREAM_RETRY_MAX_SECONDS": "0"}, "STREAM_RETRY_MAX_SECONDS must be between"),
+        (
+            {"STREAM_MARKER_TTL_SECONDS": "60", "STREAM_CLAIM_IDLE_MS": "60000"},
+            "STREAM_MARKER_TTL_SECONDS \\(60\\) must be longer than STREAM_CLAIM_IDLE_MS",
+        ),
+    ],
+)
+def test_malformed_stream_settings_name_the_variable(env, message):
+    with pytest.raises(SettingError, match=message):
+        Settings.from_env(env)

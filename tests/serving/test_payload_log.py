@@ -385,17 +385,30 @@ def test_files_of_stopped_workers_are_pruned_oldest_first(tmp_path):
         check=True,
     )
     dead = int(stopped.stdout)
-    mine = tmp_path / f"payloads-{os.getpid()}.jsonl"
+    host = payload_log.host_name()
+    mine = payload_log.worker_file(tmp_path, host, os.getpid())
     mine.write_bytes(b"x" * 500)
     old = []
     for index in range(5):
-        path = tmp_path / f"payloads-{dead}.jsonl.{5 - index}"
+        path = tmp_path / f"{payload_log.worker_file(tmp_path, host, dead).name}.{5 - index}"
         path.write_bytes(b"x" * 100)
         os.utime(path, (1_000 + index, 1_000 + index))
         old.append(path)
     other = tmp_path / "notes.txt"
     other.write_bytes(b"x" * 1_000)
+    # another pod on the shared volume: its workers' ids mean nothing on this host
+    other_pod = payload_log.worker_file(tmp_path, f"{host}-2", dead)
+    other_pod.write_bytes(b"x" * 1_000)
+    os.utime(other_pod, (500, 500))
 
     assert payload_log.prune_stopped_workers(tmp_path, keep_bytes=250) == 3
     assert [path.exists() for path in old] == [False, False, False, True, True]
     assert mine.exists() and other.exists()  # a running worker's files, and others, stay
+    assert other_pod.exists()
+
+
+def test_pods_sharing_a_volume_write_their_own_files(tmp_path):
+    first = payload_log.worker_file(tmp_path, "model-7d9f-abcde", 9)
+    second = payload_log.worker_file(tmp_path, "model-7d9f-fghij", 9)
+    assert first != second
+    assert first.name.startswith("payloads-") and first.name.endswith(".jsonl")
