@@ -79,7 +79,7 @@ def test_patch_is_applied_once() -> None:
 def test_unfixed_batcher_keeps_holding_lone_requests_after_a_burst() -> None:
     after_burst, after_one, after_lone = learned_waits(fixed=False)
     assert after_burst > 0.002
-    assert after_one == after_burst
+    assert after_one > 0.002  # the lone request got no company, and the wait stays
     # every lone request waited about the learned wait and taught it again
     assert after_lone > after_burst / 2
 
