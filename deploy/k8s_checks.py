@@ -473,15 +473,7 @@ def check_hpa_targets(objs: Sequence[Obj]) -> list[str]:
                 f"{ref(hpa)}: scaleTargetRef apiVersion {target_ref.get('apiVersion')!r} "
                 f"does not match {ref(target)} ({target.get('apiVersion')})"
             )
-        if _dig(target, ("spec", "replicas")) is not None:
-            problems.append(
-                f"{ref(target)}: sets spec.replicas although {ref(hpa)} scales it; "
-                f"each apply would reset the replica count"
-            )
-        low = _dig(hpa, ("spec", "minReplicas"))
-        high = _dig(hpa, ("spec", "maxReplicas"))
-        if isinstance(low, int) and isinstance(high, int) and low > high:
-            problems.append(f"{ref(hpa)}: minReplicas {low} > maxReplicas {high}")
+        problems += _scaled_target_problems(hpa, target, "minReplicas", "maxReplicas")
         metrics = _dig(hpa, ("spec", "metrics")) or []
         on_cpu = not metrics or any(
             (m.get("resource") or m.get("containerResource") or {}).get("name") == "cpu"
@@ -495,6 +487,22 @@ def check_hpa_targets(objs: Sequence[Obj]) -> list[str]:
                     f"{ref(hpa)}: scales on CPU but container {container.get('name')!r} of "
                     f"{ref(target)} has no CPU request"
                 )
+    return problems
+
+
+def _scaled_target_problems(scaler: Obj, target: Obj, low_field: str, high_field: str) -> list[str]:
+    """What an autoscaler (HPA or ScaledObject) and its target must agree on: the target
+    leaves its replica count to the scaler, and the scaler's bounds are ordered."""
+    problems = []
+    if _dig(target, ("spec", "replicas")) is not None:
+        problems.append(
+            f"{ref(target)}: sets spec.replicas although {ref(scaler)} scales it; "
+            f"each apply would reset the replica count"
+        )
+    low = _dig(scaler, ("spec", low_field))
+    high = _dig(scaler, ("spec", high_field))
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        problems.append(f"{ref(scaler)}: {low_field} {low} > {high_field} {high}")
     return problems
 
 
@@ -516,15 +524,7 @@ def check_scaled_objects(objs: Sequence[Obj]) -> list[str]:
         if target is None:
             problems.append(f"{ref(scaled)}: scaleTargetRef {kind}/{name} is not in the render")
             continue
-        if _dig(target, ("spec", "replicas")) is not None:
-            problems.append(
-                f"{ref(target)}: sets spec.replicas although {ref(scaled)} scales it; "
-                f"each apply would reset the replica count"
-            )
-        low = _dig(scaled, ("spec", "minReplicaCount"))
-        high = _dig(scaled, ("spec", "maxReplicaCount"))
-        if isinstance(low, int) and isinstance(high, int) and low > high:
-            problems.append(f"{ref(scaled)}: minReplicaCount {low} > maxReplicaCount {high}")
+        problems += _scaled_target_problems(scaled, target, "minReplicaCount", "maxReplicaCount")
         for index, trigger in enumerate(_dig(scaled, ("spec", "triggers")) or []):
             auth = _dig(trigger, ("authenticationRef", "name"))
             if auth and _find(objs, "TriggerAuthentication", auth, namespace) is None:

@@ -124,6 +124,12 @@ class BatchCapture:
         self._random = np.random.default_rng()
 
     def __call__(self, scope: Scope, frame: pd.DataFrame, outputs: Outputs) -> None:
+        self.sample(request_id_of(scope), scope["path"], frame, outputs)
+
+    def sample(
+        self, request_id: str | None, endpoint: str, frame: pd.DataFrame, outputs: Outputs
+    ) -> None:
+        """Log a sample of `frame`'s rows as one request to `endpoint` (the stream's too)."""
         if self.sample_rate <= 0 or self._random.random() >= self.sample_rate:
             return
         try:
@@ -135,8 +141,8 @@ class BatchCapture:
             self.submit(
                 SampledRows(
                     timestamp=time.time(),
-                    request_id=request_id_of(scope) or uuid.uuid4().hex,
-                    endpoint=scope["path"],
+                    request_id=request_id or uuid.uuid4().hex,
+                    endpoint=endpoint,
                     model=self.model,
                     rows=rows,
                     instances=frame.iloc[kept],

@@ -12,10 +12,11 @@ from redis.retry import Retry
 from model.settings import Settings, StreamSettings
 from model.store import LoadedModel
 
+from ..capture import BatchCapture
 from ..metrics import ModelMetrics, value_buckets
 from ..payload_log import PayloadLog
 from ..runtime import Predictor
-from .consumer import Consumer, PayloadSampler
+from .consumer import Consumer
 from .metrics import StreamMetrics
 
 # beyond the longest blocking read, a silent connection is a dead one
@@ -54,18 +55,17 @@ def build_consumer(
         backups=log.backups,
         queue_size=log.queue_size,
     )
-    sample = None
+    capture = None
     if log.enabled:
         payloads.start(log.directory, loaded.schema.names)
-        sample = PayloadSampler(
+        capture = BatchCapture(
             submit=payloads.submit,
             sample_rate=log.effective_sample_rate,
             max_rows=log.max_rows,
             model=loaded.tag,
-            endpoint=f"stream:{stream.input}",
         )
     client = redis_client(stream)
-    consumer = Consumer(client, stream, name, predictor, metrics, sample)
+    consumer = Consumer(client, stream, name, predictor, metrics, capture)
 
     def close() -> None:
         payloads.close()

@@ -16,19 +16,15 @@ import logging
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import numpy as np
 import redis
 from redis import exceptions
 
-from model.outputs import Outputs
 from model.settings import StreamSettings
 
-from ..payload_log import SampledRows
+from ..capture import BatchCapture
 from ..runtime import Predictor
 from .events import PREDICTION_FAILED, CheckedBatch, Event, EventChecker, event_problem
 from .metrics import StreamMetrics
@@ -80,42 +76,6 @@ def backoff_seconds(attempt: int, cap: float) -> float:
     return ceiling / 2 + random.random() * ceiling / 2
 
 
-@dataclass
-class PayloadSampler:
-    """Hands a sample of the predicted rows to the payload log, as the batch API does."""
-
-    submit: Callable[[SampledRows], object]
-    sample_rate: float
-    max_rows: int
-    model: str
-    endpoint: str
-
-    def __post_init__(self) -> None:
-        self._random = np.random.default_rng()
-
-    def __call__(self, frame: Any, outputs: Outputs, first_id: str) -> None:
-        if self.sample_rate <= 0 or self._random.random() >= self.sample_rate:
-            return
-        try:
-            rows = len(frame)
-            kept = np.arange(rows)
-            if self.max_rows and rows > self.max_rows:
-                kept = np.sort(self._random.choice(rows, self.max_rows, replace=False))
-            self.submit(
-                SampledRows(
-                    timestamp=time.time(),
-                    request_id=first_id or uuid.uuid4().hex,
-                    endpoint=self.endpoint,
-                    model=self.model,
-                    rows=rows,
-                    instances=frame.iloc[kept],
-                    outputs=outputs.take(kept),
-                )
-            )
-        except Exception:  # the payload log never fails a prediction
-            logger.exception("payload capture of a stream batch failed")
-
-
 class Consumer:
     def __init__(
         self,
@@ -124,14 +84,14 @@ class Consumer:
         consumer_name: str,
         predictor: Predictor,
         metrics: StreamMetrics,
-        sample: PayloadSampler | None = None,
+        capture: BatchCapture | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.name = consumer_name
         self.predictor = predictor
         self.metrics = metrics
-        self.sample = sample
+        self.capture = capture
         self.endpoint = f"stream:{settings.input}"
         self.checker = EventChecker(predictor.schema, settings.max_event_bytes)
         self.writer = BatchWriter(
@@ -383,8 +343,8 @@ class Consumer:
         except Exception:
             logger.exception("prediction failed for a batch; predicting its events one by one")
             return self._predict_each(checked, frame, dead)
-        if self.sample is not None:
-            self.sample(frame, outputs, checked.good[0].id)
+        if self.capture is not None:
+            self.capture.sample(checked.good[0].id, self.endpoint, frame, outputs)
         return list(zip(checked.good, values, strict=True))
 
     def _predict_each(

@@ -10,26 +10,14 @@ import pytest
 from pydantic import ValidationError
 
 from model.outputs import Outputs
-from model.schema import Feature, FeatureSchema
 from monitoring.payloads import to_record
+from serving.capture import BatchCapture
 from serving.errors import MAX_REPORTED_ERRORS
 from serving.inputs import instances_input
 from serving.payload_log import sample_line
-from serving.stream.consumer import PayloadSampler
 from serving.stream.events import Event, EventChecker
 from serving.stream.results import event_text, result_values
-
-SCHEMA = FeatureSchema(
-    features=[
-        Feature(name="age", kind="numeric", min=18, max=90),
-        Feature(name="income level", kind="numeric", min=0, max=1e6),
-        Feature(name="city", kind="categorical", categories=["lyon", "paris"]),
-    ],
-    target="churned",
-    task="classification",
-    classes=[0, 1],
-)
-VALID = {"age": 40, "income level": 1200.5, "city": "paris"}
+from tests.serving.test_instances import SCHEMA, VALID
 
 
 def event(number: int, instance: object = VALID, **fields: bytes) -> Event:
@@ -132,16 +120,14 @@ def test_sampled_stream_rows_read_back_as_logged_requests():
     frame = pd.DataFrame([[40.0, 1.0, "paris"], [50.0, 2.0, None]], columns=SCHEMA.names)
     outputs = Outputs(np.array([1, 0]), np.array([[0.2, 0.8], [0.7, 0.3]]), ["0", "1"])
     submitted = []
-    sampler = PayloadSampler(
-        submit=submitted.append, sample_rate=1.0, max_rows=1, model="m:1", endpoint="stream:in"
-    )
-    sampler(frame, outputs, "1000-0")
+    capture = BatchCapture(submit=submitted.append, sample_rate=1.0, max_rows=1, model="m:1")
+    capture.sample("1000-0", "stream:in", frame, outputs)
     (sample,) = submitted
     record = to_record(json.loads(sample_line(sample)))
     assert record["endpoint"] == "stream:in" and record["request_id"] == "1000-0"
     assert record["rows"] == 2 and len(record["instances"]) == 1
     assert record["model"] == "m:1"
-    PayloadSampler(
-        submit=submitted.append, sample_rate=0.0, max_rows=0, model="m:1", endpoint="stream:in"
-    )(frame, outputs, "1001-0")
+    BatchCapture(submit=submitted.append, sample_rate=0.0, max_rows=0, model="m:1").sample(
+        "1001-0", "stream:in", frame, outputs
+    )
     assert len(submitted) == 1
