@@ -12,9 +12,12 @@ TOOLS_STAMP := $(TOOLS)/.installed
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 TOOLS_LOCK := deploy/requirements-checkov.lock
+KSERVE := .venv-kserve
+KSERVE_STAMP := $(KSERVE)/.installed
+KSERVE_LOCK := tests/clients/requirements-kserve.lock
 LOCK_ARGS ?=
 
-.PHONY: install lock tools model serve train build containerize container-base rehearse bench prometheus-rule \
+.PHONY: install lock tools kserve-client model serve train build containerize container-base rehearse bench prometheus-rule \
 	screenshots stream \
 	test test-unit lint format manifests clean
 
@@ -31,7 +34,7 @@ $(STAMP): $(LOCK) $(DEV_LOCK) pyproject.toml
 
 install: $(STAMP)
 
-# Rewrites the lock files from pyproject.toml (and deploy/requirements-checkov.txt) with the
+# Rewrites the lock files from pyproject.toml (and the checkov and KServe client .txt files) with the
 # uv the dev lock pins: Python 3.11, Linux x86_64 (glibc >= 2.28), wheels only. Pins still
 # allowed are kept; LOCK_ARGS=--upgrade (or --upgrade-package NAME) moves them. The dev lock
 # also pins [build-system] requires, for the install above, and uv itself.
@@ -45,6 +48,7 @@ lock: install
 		echo 'uv>=0.13,<0.14'; } | \
 		$(LOCK_COMPILE) pyproject.toml - --extra dev --extra bench --extra spark --constraint $(LOCK) -o $(DEV_LOCK)
 	$(LOCK_COMPILE) deploy/requirements-checkov.txt -o $(TOOLS_LOCK)
+	$(LOCK_COMPILE) tests/clients/requirements-kserve.txt -o $(KSERVE_LOCK)
 
 # checkov lives in its own venv: its pins conflict with the service's dependencies.
 $(TOOLS_STAMP): $(TOOLS_LOCK)
@@ -54,6 +58,15 @@ $(TOOLS_STAMP): $(TOOLS_LOCK)
 	touch $(TOOLS_STAMP)
 
 tools: $(TOOLS_STAMP)
+
+# KServe's client lives in its own venv too (it pins psutil<6, BentoML pins psutil 7).
+$(KSERVE_STAMP): $(KSERVE_LOCK)
+	test -x $(KSERVE)/bin/python || python3 -m venv $(KSERVE)
+	$(KSERVE)/bin/python -m pip install --quiet --require-hashes --no-deps -r $(KSERVE_LOCK)
+	$(KSERVE)/bin/python -m pip check
+	touch $(KSERVE_STAMP)
+
+kserve-client: $(KSERVE_STAMP)
 
 # Trains and promotes the default model only when the model store has none.
 model: install
@@ -97,7 +110,7 @@ screenshots: install
 bench: install
 	$(PY) -m bench.harness $(ARGS)
 
-test: install tools
+test: install tools kserve-client
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -129,4 +142,4 @@ manifests: install tools
 	$(TOOLS)/bin/checkov --quiet --config-file deploy/.checkov.yaml -d build/k8s-rendered
 
 clean:
-	rm -rf $(VENV) $(TOOLS) build .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(TOOLS) $(KSERVE) build .pytest_cache .ruff_cache *.egg-info

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCK = "requirements.lock"
 DEV_LOCK = "requirements-dev.lock"
 TOOLS_LOCK = "deploy/requirements-checkov.lock"
+KSERVE_LOCK = "tests/clients/requirements-kserve.lock"
 # The environment the locks are resolved for (make lock's uv pip compile options).
 LOCK_ENVIRONMENT = {
     "python_version": "3.11",
@@ -119,7 +120,7 @@ def test_dev_lock_has_the_runtime_lock_at_the_same_versions(runtime, dev):
     assert not differing, f"{LOCK} vs {DEV_LOCK} (name: (runtime, dev)): {differing}"
 
 
-@pytest.mark.parametrize("lock", [LOCK, DEV_LOCK, TOOLS_LOCK])
+@pytest.mark.parametrize("lock", [LOCK, DEV_LOCK, TOOLS_LOCK, KSERVE_LOCK])
 def test_every_pin_has_hashes(lock):
     pins = read_lock(lock)
     assert pins, f"{lock} pins nothing"
@@ -194,6 +195,9 @@ def test_make_install_installs_the_dev_lock_with_hashes():
     tools_prerequisites, tools_recipe = rules[variables["TOOLS_STAMP"]]
     assert TOOLS_LOCK in tools_prerequisites
     assert any(installs_with_hashes(line, TOOLS_LOCK) for line in tools_recipe), tools_recipe
+    kserve_prerequisites, kserve_recipe = rules[variables["KSERVE_STAMP"]]
+    assert KSERVE_LOCK in kserve_prerequisites
+    assert any(installs_with_hashes(line, KSERVE_LOCK) for line in kserve_recipe), kserve_recipe
 
 
 def installs_with_hashes(line: str, lock: str) -> bool:
