@@ -99,7 +99,7 @@ class TabularModel:
         self.heap_trimmer = start_heap_trimmer()
 
     def _load(self) -> None:
-        loaded = store.load_stored(self.bento_model)
+        loaded = store.load_stored(self.bento_model, SETTINGS.model.runtime)
         if loaded.schema != CHOICE.schema:
             raise store.RegistryError("its schema changed after the service started")
         self.metrics = ModelMetrics(loaded.tag, loaded.labels, value_buckets(loaded))

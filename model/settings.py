@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+MODEL_RUNTIMES = ("auto", "onnx", "sklearn")
+
 
 class SettingError(ValueError):
     """A setting is present but malformed; the message names the variable."""
@@ -95,6 +97,9 @@ class ModelSettings:
     """Model store name of the default model (trained by `make train`)."""
     tag: str
     """Exact model to serve (`name:version`); empty means the promoted, else latest, version."""
+    runtime: str = "auto"
+    """What answers: `onnx` (the version's ONNX model; refused unless it passed parity),
+    `sklearn` (the pipeline), `auto` (ONNX when it passed parity, else the pipeline)."""
 
 
 @dataclass(frozen=True)
@@ -258,6 +263,7 @@ class Settings:
             model=ModelSettings(
                 name=env.get("MODEL_NAME", "").strip() or "breast_cancer",
                 tag=env.get("MODEL_TAG", "").strip(),
+                runtime=_choice(env, "MODEL_RUNTIME", "auto", MODEL_RUNTIMES),
             ),
             serving=ServingSettings(
                 predict_max_rows=_int(env, "PREDICT_MAX_ROWS", 1_000),

@@ -23,14 +23,19 @@ import bentoml
 import pandas as pd
 from bentoml.exceptions import NotFound
 
+from model.outputs import Outputs, predict
 from model.schema import FeatureSchema
+from model.settings import MODEL_RUNTIMES
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
+    from model.compiled import CompiledModel
+
 logger = logging.getLogger(__name__)
 
 PIPELINE_FILE = "pipeline.joblib"
+ONNX_FILE = "model.onnx"
 REFERENCE_FILE = "reference.parquet"
 
 CANDIDATE, PRODUCTION, ARCHIVED, ROLLED_BACK = "candidate", "production", "archived", "rolled_back"
@@ -48,6 +53,26 @@ class LoadedModel:
     labels: dict[str, str]
     metadata: dict[str, Any]
     created_at: datetime
+    compiled: CompiledModel | None = None
+    runtime_note: str = "MODEL_RUNTIME=sklearn"  # why this runtime answers
+
+    @property
+    def runtime(self) -> str:
+        return "sklearn" if self.compiled is None else "onnx"
+
+    def outputs(self, frame: pd.DataFrame) -> Outputs:
+        """The answer for the rows of a model frame, from the runtime in use."""
+        if self.compiled is not None:
+            return self.compiled.outputs(frame)
+        return predict(self.pipeline, frame, self.schema.task)
+
+    def runtime_info(self) -> dict[str, Any]:
+        """The runtime in use, why, and the ONNX conversion's record (status, parity)."""
+        return {
+            "name": self.runtime,
+            "reason": self.runtime_note,
+            "onnx": self.metadata.get("onnx"),
+        }
 
 
 def save(
@@ -58,8 +83,10 @@ def save(
     name: str,
     labels: dict[str, str],
     metadata: dict[str, Any],
+    onnx_model: bytes | None = None,
 ) -> str:
-    """Register a trained pipeline with its schema and reference sample; returns the tag."""
+    """Register a trained pipeline with its schema and reference sample (and its ONNX
+    model, when it converted); returns the tag."""
     import joblib
 
     with bentoml.models.create(
@@ -69,6 +96,8 @@ def save(
     ) as model:
         joblib.dump(pipeline, model.path_of(PIPELINE_FILE))
         reference.to_parquet(model.path_of(REFERENCE_FILE), index=False)
+        if onnx_model is not None:
+            Path(model.path_of(ONNX_FILE)).write_bytes(onnx_model)
     logger.info("registered %s", model.tag)
     return str(model.tag)
 
@@ -184,7 +213,8 @@ def choose_served(name: str, tag: str = "") -> ServedChoice:
         return ServedChoice(tag or f"{name}:latest", None, f"model {wanted}: {exc}")
 
 
-def load_stored(model: bentoml.Model) -> LoadedModel:
+def load_stored(model: bentoml.Model, runtime: str = "auto") -> LoadedModel:
+    """The version's pipeline and schema, answering with `runtime` (MODEL_RUNTIME)."""
     info = model.info
     metadata = dict(info.metadata)
     if "schema" not in metadata:
@@ -202,6 +232,7 @@ def load_stored(model: bentoml.Model) -> LoadedModel:
             f"{model.tag}: the pipeline was fitted on {fitted_on[:5]}... but the stored schema "
             f"lists {schema.names[:5]}...; the model does not match its schema"
         )
+    compiled, note = _compiled(model, schema, metadata, runtime)
     return LoadedModel(
         tag=str(model.tag),
         pipeline=pipeline,
@@ -209,11 +240,51 @@ def load_stored(model: bentoml.Model) -> LoadedModel:
         labels=dict(info.labels),
         metadata=metadata,
         created_at=info.creation_time,
+        compiled=compiled,
+        runtime_note=note,
     )
 
 
-def load(tag: str) -> LoadedModel:
-    return load_stored(_get(tag))
+def _compiled(
+    model: bentoml.Model, schema: FeatureSchema, metadata: dict[str, Any], runtime: str
+) -> tuple[CompiledModel | None, str]:
+    """The ONNX runtime when `runtime` asks for it and the version has one that passed
+    parity; else None (auto) or RegistryError (onnx). The text says why."""
+    if runtime not in MODEL_RUNTIMES:
+        raise RegistryError(f"runtime must be one of {', '.join(MODEL_RUNTIMES)}, got {runtime!r}")
+    if runtime == "sklearn":
+        return None, "MODEL_RUNTIME=sklearn"
+    record = metadata.get("onnx") or {}
+    path = Path(model.path_of(ONNX_FILE))
+    problem = None
+    if record.get("status") != "passed":
+        why = record.get("reason") or "registered before ONNX conversion existed"
+        problem = f"its ONNX model is {record.get('status', 'missing')}: {why}"
+    elif not path.is_file():
+        problem = f"{ONNX_FILE} is missing from the model store"
+    compiled = None
+    if problem is None:
+        from model.compiled import CompiledModel
+
+        try:
+            compiled = CompiledModel(path.read_bytes(), schema)
+        except Exception as exc:  # onnxruntime refuses a damaged or foreign file many ways
+            problem = f"onnxruntime cannot load {ONNX_FILE}: {exc}"
+    if problem is None:
+        return compiled, f"MODEL_RUNTIME={runtime}: ONNX passed parity at registration"
+    if runtime == "onnx":
+        raise RegistryError(
+            f"{model.tag}: ONNX runtime required (MODEL_RUNTIME=onnx), but {problem}"
+        )
+    return None, f"MODEL_RUNTIME=auto: scikit-learn, because {problem}"
+
+
+def load(tag: str, runtime: str = "auto") -> LoadedModel:
+    return load_stored(_get(tag), runtime)
+
+
+def onnx_path(tag: str) -> Path:
+    return Path(_get(tag).path_of(ONNX_FILE))
 
 
 def load_schema(tag: str) -> FeatureSchema:

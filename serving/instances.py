@@ -156,6 +156,22 @@ def _values_in_order(instance: Sequence[Any] | Mapping[str, Any], names: Sequenc
     return tuple(instance)
 
 
+def to_columns(
+    instances: Sequence[Sequence[Any] | Mapping[str, Any]], schema: FeatureSchema
+) -> dict[str, np.ndarray]:
+    """Validated instances as one array per feature, for the compiled model (no frame)."""
+    names = schema.names
+    rows = [_values_in_order(instance, names) for instance in instances]
+    if not schema.categorical:
+        matrix = np.array(rows, dtype="float64").reshape(-1, len(names))
+        return {name: matrix[:, index] for index, name in enumerate(names)}
+    columns = zip(*rows, strict=True) if rows else ([] for _ in names)
+    return {
+        feature.name: np.array(column, dtype="float64" if feature.kind == "numeric" else object)
+        for feature, column in zip(schema.features, columns, strict=True)
+    }
+
+
 def to_frame(
     instances: Sequence[Sequence[Any] | Mapping[str, Any]], schema: FeatureSchema
 ) -> pd.DataFrame:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from model.outputs import Outputs, predict
+from model.outputs import Outputs
 from model.store import LoadedModel
 
-from .instances import to_frame
+from .instances import to_columns, to_frame
 from .responses import PredictResponse, Row, arrow_answer
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class Predictor:
         self._observe = observe
         self.tag = loaded.tag
         self.schema = loaded.schema
-        self._pipeline = loaded.pipeline
+        self._compiled = loaded.compiled
         self.ready = False
 
     def warm_up(self) -> None:
@@ -49,7 +49,14 @@ class Predictor:
         return typical
 
     def outputs(self, frame: pd.DataFrame) -> Outputs:
-        return predict(self._pipeline, frame, self.schema.task)
+        return self.loaded.outputs(frame)
+
+    def _outputs_of(self, instances: Instances) -> Outputs:
+        if isinstance(instances, pd.DataFrame):
+            return self.outputs(instances)
+        if self._compiled is not None:  # straight from the validated values: no frame
+            return self._compiled.outputs_from_columns(to_columns(instances, self.schema))
+        return self.outputs(to_frame(instances, self.schema))
 
     def frame(self, instances: Instances) -> pd.DataFrame:
         """Validated instances as the model's frame; a frame read from Arrow is already one."""
@@ -59,7 +66,7 @@ class Predictor:
 
     def answer(self, instances: Instances, endpoint: str) -> Outputs:
         """Predict for validated instances (or a checked frame) and record the metrics."""
-        outputs = self.outputs(self.frame(instances))
+        outputs = self._outputs_of(instances)
         if self._observe is not None:
             try:
                 self._observe(endpoint, outputs)
@@ -104,4 +111,5 @@ class Predictor:
             "data_fingerprint": loaded.metadata.get("data_fingerprint"),
             "versions": loaded.metadata.get("versions", {}),
             "schema": loaded.schema.to_metadata(),
+            "runtime": loaded.runtime_info(),
         }

@@ -1,4 +1,5 @@
-"""Command line: `python -m train [fit] ...`, `list`, `promote`, `rollback`, `ensure`, `score`."""
+"""Command line: `python -m train [fit] ...`, `list`, `promote`, `rollback`, `ensure`, `score`,
+`export`."""
 
 from __future__ import annotations
 
@@ -11,17 +12,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from model import store
-from model.settings import settings
+from model.settings import MODEL_RUNTIMES, settings
 
 from .data import DataError, load_default, load_table
 from .evaluate import QualityGateError
+from .onnx_convert import DEFAULT_TOLERANCE
 from .pipeline import ESTIMATORS
 from .training import TrainConfig, train
 
 if TYPE_CHECKING:
     from .score import ScoreSummary
 
-COMMANDS = ("fit", "list", "promote", "rollback", "ensure", "score")
+COMMANDS = ("fit", "list", "promote", "rollback", "ensure", "score", "export")
 EXIT_BAD_ROWS = 3
 
 
@@ -75,6 +77,16 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
         "--promote",
         action="store_true",
         help="promote the new version to production once registered",
+    )
+    parser.add_argument(
+        "--onnx-tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help="ONNX parity gate: largest |Δ probability| on a held-out row (regressors: "
+        "|Δ prediction| over the target's standard deviation) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-onnx", action="store_true", help="skip the ONNX conversion: serve with scikit-learn"
     )
 
 
@@ -135,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scoring.add_argument("--no-progress", action="store_true", help="no progress bar")
     scoring.add_argument(
+        "--runtime",
+        choices=MODEL_RUNTIMES,
+        default=settings().model.runtime,
+        help="what answers: auto (ONNX when it passed parity), onnx or sklearn "
+        "(default: MODEL_RUNTIME, %(default)s)",
+    )
+    scoring.add_argument(
         "--engine",
         choices=("local", "spark"),
         default="local",
@@ -150,6 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="Spark partitions with --engine spark (default: from the input size, at least "
         "one per core)",
+    )
+
+    exporting = commands.add_parser(
+        "export", help="write the version's ONNX model and its feature schema, for devices"
+    )
+    exporting.add_argument(
+        "--model", default="", help="name:version or a name (default: as for score)"
+    )
+    exporting.add_argument("--format", choices=("onnx",), default="onnx", help="only onnx")
+    exporting.add_argument(
+        "--out", required=True, help="the .onnx file; its schema goes beside it as .json"
     )
     return parser
 
@@ -174,6 +204,8 @@ def _fit(args: argparse.Namespace) -> int:
         gate_metric=args.gate_metric,
         promote=args.promote,
         source=source,
+        onnx=not args.no_onnx,
+        onnx_tolerance=args.onnx_tolerance,
     )
     result = train(features, target, config)
     print(
@@ -183,6 +215,7 @@ def _fit(args: argparse.Namespace) -> int:
                 "metrics": result.metrics,
                 "primary_metric": result.primary_metric,
                 "promoted": result.promoted,
+                "onnx": result.onnx_status,
             }
         )
     )
@@ -217,17 +250,14 @@ def _score(args: argparse.Namespace) -> int:
 
     if args.chunk_rows < 1:
         raise ValueError("--chunk-rows must be at least 1")
-    name, _, version = args.model.partition(":")
-    tag = store.resolve_tag(
-        name or settings().model.name, args.model if version else settings().model.tag
-    )
+    tag = _chosen_tag(args.model)
     errors = args.errors or args.output.rstrip("/") + ".errors.csv"
     keep = tuple(c.strip() for c in args.keep.split(",") if c.strip())
     if args.engine == "spark":
-        summary = _score_on_spark(args, store.load(tag), errors, keep)
+        summary = _score_on_spark(args, store.load(tag, args.runtime), errors, keep)
     else:
         summary = score_file(
-            store.load(tag), Path(args.input), Path(args.output), Path(errors),
+            store.load(tag, args.runtime), Path(args.input), Path(args.output), Path(errors),
             chunk_rows=args.chunk_rows, keep=keep, progress=not args.no_progress,
         )  # fmt: skip
     print(json.dumps({"model": tag, "rows": summary.rows, "scored": summary.scored,
@@ -236,6 +266,23 @@ def _score(args: argparse.Namespace) -> int:
     if summary.bad_rows:
         print(f"{summary.bad_rows} bad rows not scored; see {errors}", file=sys.stderr)
         return EXIT_BAD_ROWS
+    return 0
+
+
+def _chosen_tag(model: str) -> str:
+    """`name:version` as given, a name's promoted (else newest) version, else the settings'."""
+    name, _, version = model.partition(":")
+    return store.resolve_tag(
+        name or settings().model.name, model if version else settings().model.tag
+    )
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    tag = _chosen_tag(args.model)
+    model_path, schema_path = export_onnx(tag, Path(args.out))
+    print(json.dumps({"model": tag, "onnx": str(model_path), "schema": str(schema_path)}))
     return 0
 
 
@@ -271,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "score":
             return _score(args)
+        if args.command == "export":
+            return _export(args)
         return _ensure(args.name)
     except QualityGateError as exc:
         print(f"quality gate failed: {exc}; nothing registered", file=sys.stderr)

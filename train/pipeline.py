@@ -16,11 +16,11 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from model.compiled import MISSING_CATEGORY
 from model.schema import FeatureKind, Task
 
 Estimator = Literal["linear", "random_forest", "hist_gradient_boosting"]
 ESTIMATORS: tuple[Estimator, ...] = ("linear", "random_forest", "hist_gradient_boosting")
-MISSING_CATEGORY = "__missing__"
 
 
 def make_estimator(name: Estimator, task: Task, seed: int):

@@ -34,7 +34,7 @@ from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
 from model import tables, values
-from model.outputs import PREDICTION_COLUMN, predict
+from model.outputs import PREDICTION_COLUMN
 from model.schema import Feature, FeatureSchema
 from model.store import LoadedModel
 
@@ -273,7 +273,7 @@ def scored_table(model: LoadedModel, chunk: CheckedChunk) -> pa.Table:
     kept = chunk.kept if all_good else chunk.kept.filter(pa.array(chunk.good))
     columns: dict[str, Any] = {ROW_COLUMN: chunk.row_numbers[chunk.good]}
     columns.update(zip(kept.column_names, kept.columns, strict=True))
-    columns.update(predict(model.pipeline, features, model.schema.task).columns())
+    columns.update(model.outputs(features).columns())
     return pa.table(columns)
 
 

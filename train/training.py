@@ -16,12 +16,13 @@ from model.schema import Task, build_schema, infer_kinds, infer_task, to_model_f
 
 from .data import fingerprint
 from .evaluate import PRIMARY_METRIC, check_gate, evaluate
+from .onnx_convert import DEFAULT_TOLERANCE, convert
 from .pipeline import Estimator, build_pipeline
 
 logger = logging.getLogger(__name__)
 
 REFERENCE_ROWS = 10_000
-LIBRARIES = ("scikit-learn", "numpy", "pandas", "bentoml", "joblib")
+LIBRARIES = ("scikit-learn", "numpy", "pandas", "bentoml", "joblib", "skl2onnx", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class TrainConfig:
     gate_metric: str | None = None
     promote: bool = False
     source: str = "sklearn:breast_cancer"
+    onnx: bool = True
+    onnx_tolerance: float = DEFAULT_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class TrainResult:
     metrics: dict[str, float]
     primary_metric: str
     promoted: bool
+    onnx_status: str = "skipped"
 
 
 def _split(features: pd.DataFrame, target: pd.Series, task: Task, config: TrainConfig):
@@ -83,6 +87,13 @@ def train(features: pd.DataFrame, target: pd.Series, config: TrainConfig) -> Tra
         }
     ).reset_index(drop=True)
 
+    onnx_model, onnx_record = None, {"status": "skipped", "reason": "conversion turned off"}
+    if config.onnx:
+        spread = float(y_train.std()) if task == "regression" else 1.0
+        conversion = convert(
+            pipeline, schema, x_test, target_spread=spread, tolerance=config.onnx_tolerance
+        )
+        onnx_model, onnx_record = conversion.model, conversion.to_metadata()
     tag = store.save(
         pipeline,
         schema,
@@ -105,8 +116,16 @@ def train(features: pd.DataFrame, target: pd.Series, config: TrainConfig) -> Tra
                 "python": platform.python_version(),
                 **{lib: version(lib) for lib in LIBRARIES},
             },
+            "onnx": onnx_record,
         },
+        onnx_model=onnx_model,
     )
     if config.promote:
         store.promote(tag)
-    return TrainResult(tag=tag, metrics=metrics, primary_metric=primary, promoted=config.promote)
+    return TrainResult(
+        tag=tag,
+        metrics=metrics,
+        primary_metric=primary,
+        promoted=config.promote,
+        onnx_status=onnx_record["status"],
+    )

@@ -89,7 +89,7 @@ def consume(settings: Settings) -> int:
         logger.error("%s; no events are read until a model can be loaded", choice.problem)
         return 1
     try:
-        loaded = store.load(choice.tag)
+        loaded = store.load(choice.tag, settings.model.runtime)
     except Exception as error:  # any failure to load means: never read events
         logger.error("model %s cannot be served: %s", choice.tag, error)
         return 1

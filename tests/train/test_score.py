@@ -35,7 +35,9 @@ def test_scores_match_the_pipeline_across_chunks(cancer_model, tmp_path):
     assert out["row"].tolist() == list(range(1, len(table) + 1))
     assert out["id"].tolist() == table["id"].tolist()
     expected = cancer_model.pipeline.predict_proba(table[features.columns])
-    np.testing.assert_allclose(out[["probability_0", "probability_1"]], expected, rtol=1e-9)
+    np.testing.assert_allclose(
+        out[["probability_0", "probability_1"]], expected, rtol=1e-9, atol=1e-12
+    )
     assert out["prediction"].tolist() == expected.argmax(axis=1).tolist()
 
 
@@ -115,7 +117,9 @@ def test_rows_with_the_wrong_number_of_fields_are_bad_rows_and_later_rows_keep_t
     out = pd.read_csv(tmp_path / "out.csv")
     assert out["row"].tolist() == [1, 2, 4, 5, 6, 7, 9, 10, 11, 12]
     expected = cancer_model.pipeline.predict_proba(features.iloc[out["row"] - 1])
-    np.testing.assert_allclose(out[["probability_0", "probability_1"]], expected, rtol=1e-9)
+    np.testing.assert_allclose(
+        out[["probability_0", "probability_1"]], expected, rtol=1e-9, atol=1e-12
+    )
 
 
 def test_numbers_stored_as_text_are_parsed_and_text_that_is_not_a_number_is_reported(

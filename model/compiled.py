@@ -1,0 +1,133 @@
+"""The model compiled to ONNX, run by onnxruntime: the same answers as the pipeline, faster.
+
+`graph_contract` is what the graph takes and gives: one `[N, 1]` input per feature (float64
+with NaN for a gap, or strings with `MISSING_CATEGORY` for a gap) and the outputs
+`label` + `probabilities` (classifiers) or `prediction` (regressors). The converter
+(`train.onnx_convert`), this runtime and the edge export all read it from here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from model.outputs import Outputs
+from model.schema import FeatureKind, FeatureSchema
+
+MISSING_CATEGORY = "__missing__"  # the categorical imputer's fill value (train.pipeline)
+
+
+@dataclass(frozen=True)
+class FeatureInput:
+    name: str  # the feature, as in the schema
+    input: str  # the graph input's name
+    kind: FeatureKind
+
+
+@dataclass(frozen=True)
+class GraphContract:
+    features: tuple[FeatureInput, ...]
+    outputs: tuple[str, ...]
+
+    def to_json(self, schema: FeatureSchema) -> dict[str, Any]:
+        """What an edge device needs beside the .onnx file: inputs, gaps, outputs, labels."""
+        features = []
+        for spec, feature in zip(self.features, schema.features, strict=True):
+            described: dict[str, Any] = {"name": spec.name, "input": spec.input, "kind": spec.kind}
+            if spec.kind == "numeric":
+                described |= {"dtype": "float64", "shape": [-1, 1], "missing": "NaN"}
+                described |= {"min": feature.min, "max": feature.max}
+            else:
+                described |= {"dtype": "string", "shape": [-1, 1], "missing": MISSING_CATEGORY}
+                described["categories"] = feature.categories
+            features.append(described)
+        return {
+            "task": schema.task,
+            "target": schema.target,
+            "features": features,
+            "outputs": list(self.outputs),
+            "classes": schema.classes,
+        }
+
+
+def graph_contract(schema: FeatureSchema) -> GraphContract:
+    taken: set[str] = set()
+    features = []
+    for index, feature in enumerate(schema.features):
+        name = re.sub(r"\W", "_", feature.name) or "feature"
+        if name[0].isdigit():
+            name = f"f_{name}"
+        if name in taken:
+            name = f"{name}_{index}"
+        taken.add(name)
+        features.append(FeatureInput(feature.name, name, feature.kind))
+    outputs = ("label", "probabilities") if schema.task == "classification" else ("prediction",)
+    return GraphContract(tuple(features), outputs)
+
+
+class CompiledModel:
+    """An ONNX graph of the pipeline in an onnxruntime session, answering like `predict`."""
+
+    def __init__(self, model: bytes, schema: FeatureSchema, *, threads: int = 1) -> None:
+        import onnxruntime
+
+        self._model, self._threads = model, threads
+
+        options = onnxruntime.SessionOptions()
+        # the server scales by workers and batching, as the pipeline does (n_jobs=1)
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = onnxruntime.InferenceSession(
+            model, options, providers=["CPUExecutionProvider"]
+        )
+        self.schema = schema
+        self.contract = graph_contract(schema)
+        self._classes = np.asarray(schema.classes) if schema.classes is not None else None
+        self._class_names = [str(c) for c in schema.classes or []]
+        wanted = [o.name for o in self._session.get_outputs()]
+        missing = [name for name in self.contract.outputs if name not in wanted]
+        if missing:
+            raise ValueError(f"the ONNX model has no output {missing[0]!r}")
+        self._output = self.contract.outputs[-1]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a session does not pickle; the graph does (Spark ships the model to executors)
+        return (CompiledModel, (self._model, self.schema), {"threads": self._threads})
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state["threads"] != self._threads:
+            self.__init__(self._model, self.schema, threads=state["threads"])  # type: ignore[misc]
+
+    def outputs(self, frame: Any) -> Outputs:
+        """The answer for the rows of a model frame (float64 numbers, strings or None)."""
+        return self.outputs_from_columns({name: frame[name].to_numpy() for name in frame.columns})
+
+    def outputs_from_rows(self, rows: Sequence[Sequence[Any]]) -> Outputs:
+        """The answer for validated instances as tuples in schema order (the request path)."""
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in self.contract.features]
+        return self.outputs_from_columns(
+            {spec.name: columns[i] for i, spec in enumerate(self.contract.features)}
+        )
+
+    def outputs_from_columns(self, columns: Mapping[str, Any]) -> Outputs:
+        feed = {}
+        for spec in self.contract.features:
+            values = columns[spec.name]
+            if spec.kind == "numeric":
+                array = np.asarray(values, dtype=np.float64)
+            else:
+                array = np.array(
+                    [MISSING_CATEGORY if v is None else v for v in values], dtype=object
+                )
+            feed[spec.input] = array.reshape(-1, 1)
+        (answer,) = self._session.run([self._output], feed)
+        if self._classes is None:
+            return Outputs(answer.reshape(-1).astype(np.float64), None, [])
+        probabilities = answer.astype(np.float64)
+        predictions = self._classes[probabilities.argmax(axis=1)]
+        return Outputs(predictions, probabilities, self._class_names)
