@@ -136,7 +136,7 @@ prometheus-rule: install
 # Render every overlay, validate against two Kubernetes versions, run our checks and checkov.
 manifests: install tools
 	$(PY) -m deploy.k8s_checks --kube-version 1.30 --kube-version 1.33 \
-		deploy/k8s/base deploy/k8s/overlays/* deploy/k8s/spark
+		deploy/k8s/base deploy/k8s/overlays/* deploy/k8s/spark deploy/k8s/kserve
 	rm -rf build/k8s-rendered
 	$(PY) -m deploy.k8s_checks --render-to build/k8s-rendered deploy/k8s/overlays/*
 	$(TOOLS)/bin/checkov --quiet --config-file deploy/.checkov.yaml -d build/k8s-rendered

@@ -1,12 +1,14 @@
-"""Offline scoring speed: `python -m train score` against the model's own predict rows/s.
+"""Offline scoring speed: `python -m train score` against the model's own rows/s, per runtime.
 
     python -m bench.score_bench [--rows 1000000] [--chunk-rows 50000]
-                                [--formats parquet csv] [--repeat 3]
+                                [--formats parquet csv] [--runtimes sklearn onnx] [--repeat 3]
 
-Writes bench/results/score.{json,md}: rows/s of `score_file` (read, check, predict,
-write) and of raw `predict_proba` over the same rows in the same chunks, for each input
-format (the output has the input's format). Each repeat times raw then scoring, back to
-back, after one warm-up prediction; the summary is the median of the repeats.
+Writes bench/results/score.{json,md}: for each runtime (MODEL_RUNTIME: scikit-learn's
+pipeline, the ONNX model) and input format (the output has the input's format), rows/s of
+`score_file` (read, check, predict, write) and of the runtime's raw answer in memory over
+the same rows in the same chunks. Each repeat times raw then scoring, back to back, after
+one warm-up prediction; the summary is the median of the repeats. With both runtimes, the
+ONNX ÷ scikit-learn ratio of `score` rows/s is the speed-up offline scoring gets.
 """
 
 from __future__ import annotations
@@ -32,17 +34,20 @@ RESULTS = Path(__file__).resolve().parent / "results"
 FORMATS = ("parquet", "csv")
 
 
+RUNTIMES = ("sklearn", "onnx")
+
+
 def raw_seconds(model: store.LoadedModel, table: pd.DataFrame, chunk_rows: int) -> float:
     started = time.perf_counter()
     for start in range(0, len(table), chunk_rows):
-        model.pipeline.predict_proba(table.iloc[start : start + chunk_rows])
+        model.outputs(table.iloc[start : start + chunk_rows])
     return time.perf_counter() - started
 
 
 def best_raw_rows_per_s(
     model: store.LoadedModel, table: pd.DataFrame, chunk_rows: int
 ) -> tuple[float, dict[str, float]]:
-    """The faster of raw `predict_proba` with the default BLAS threads and with one (what
+    """The faster of the raw answer with the default BLAS threads and with one (what
     scoring uses), so the baseline is never the weaker configuration."""
     default = len(table) / raw_seconds(model, table, chunk_rows)
     with threadpool_limits(limits=1, user_api="blas"):
@@ -91,19 +96,25 @@ def report(result: dict) -> str:
     lines = [
         f"# Offline scoring, {result['rows']:,} rows (chunks of {result['chunk_rows']:,})\n",
         "Median of "
-        f"{result['repeat']} runs; each run times raw `predict_proba` on the same chunks in "
-        "memory (with the default BLAS threads and with one; the faster counts), then "
+        f"{result['repeat']} runs; each run times the runtime's raw answer on the same chunks "
+        "in memory (with the default BLAS threads and with one; the faster counts), then "
         "`python -m train score` (read, check, predict, write; output in the input's "
         "format).\n",
-        "| input | input MiB | raw `predict_proba` rows/s | `score` rows/s | ratio |",
-        "|---|---:|---:|---:|---:|",
+        "| runtime | input | input MiB | raw rows/s | `score` rows/s | score ÷ raw |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    for name, measured in result["formats"].items():
+    for key, measured in result["formats"].items():
+        runtime, name = key.split(":")
         lines.append(
-            f"| {name} | {measured['input_mib']:,.0f} "
+            f"| {runtime} | {name} | {measured['input_mib']:,.0f} "
             f"| {measured['raw_predict_proba_rows_per_s']:,.0f} "
             f"| {measured['score_rows_per_s']:,.0f} | **{measured['ratio']:.0%}** |"
         )
+    for name in FORMATS:
+        pair = [result["formats"].get(f"{runtime}:{name}") for runtime in RUNTIMES]
+        if all(pair):
+            speedup = pair[1]["score_rows_per_s"] / pair[0]["score_rows_per_s"]
+            lines.append(f"\n`score` of {name} with ONNX ÷ with scikit-learn: **{speedup:.2f}x**")
     lines += [
         "",
         "Runs: raw rows/s with default BLAS threads / one BLAS thread, score rows/s, ratio, "
@@ -132,6 +143,8 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=50_000, help="rows per chunk")
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS),
                         help="input (and output) formats to measure")  # fmt: skip
+    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES),
+                        help="MODEL_RUNTIME values to measure")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="runs per format (median)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args()
@@ -139,15 +152,19 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="score-bench-"))
     os.environ["BENTOML_HOME"] = str(work / "home")
     features, target = load_default()
-    model = store.load(train(features, target, TrainConfig(name="score-bench")).tag)
+    tag = train(features, target, TrainConfig(name="score-bench")).tag
     table = features.sample(n=args.rows, replace=True, random_state=0).reset_index(drop=True)
-    model.pipeline.predict_proba(table.iloc[: args.chunk_rows])  # warm-up: lazy imports
 
     result: dict = {"rows": args.rows, "chunk_rows": args.chunk_rows, "repeat": args.repeat,
                     "formats": {}}  # fmt: skip
     for file_format in args.formats:
         source = write_input(table, work, file_format)
-        result["formats"][file_format] = measure(model, table, source, args.chunk_rows, args.repeat)
+        for runtime in args.runtimes:
+            model = store.load(tag, runtime)
+            model.outputs(table.iloc[: args.chunk_rows])  # warm-up: lazy imports
+            result["formats"][f"{runtime}:{file_format}"] = measure(
+                model, table, source, args.chunk_rows, args.repeat
+            )
         source.unlink()
     result.update(
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -22,7 +22,9 @@ deploy/.checkov.yaml).
 from __future__ import annotations
 
 import argparse
+import gzip
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -1128,6 +1131,458 @@ def _may_create_pods(account: str, namespace: str | None, objs: Sequence[Obj]) -
     return False
 
 
+# --------------------------------------------------------------------------- KServe
+
+KSERVE_GROUP = "serving.kserve.io"
+# KServe merges an InferenceService's predictor.model into the runtime's container of this
+# name, and routes to that container's first port (to 8080 when it declares none).
+KSERVE_CONTAINER = "kserve-container"
+KSERVE_DEFAULT_PORT = 8080
+KSERVE_PROTOCOL = "v2"
+# The Open Inference Protocol's health routes, which the predictor's probes call.
+KSERVE_PROBE_PATHS = {"livenessProbe": "/v2/health/live", "readinessProbe": "/v2/health/ready"}
+# The openAPIV3Schema of KServe's CRDs, vendored (README.md there says from where).
+CRD_SCHEMA_DIR = Path(__file__).resolve().parent / "k8s" / "kserve" / "schemas"
+# Fields of an InferenceService predictor that are KServe's own rather than PodSpec fields:
+# the name, the model implementations, storage, workers and ComponentExtensionSpec.
+_PREDICTOR_OWN_FIELDS = frozenset(
+    {
+        "name", "model", "sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx",
+        "huggingface", "pmml", "lightgbm", "paddle", "storageUris", "storageContainerName",
+        "workerSpec", "minReplicas", "maxReplicas", "scaleTarget", "scaleMetric",
+        "scaleMetricType", "autoScaling", "containerConcurrency", "timeout",
+        "canaryTrafficPercent", "logger", "batcher", "labels", "annotations",
+        "deploymentStrategy",
+    }
+)  # fmt: skip
+# Fields of predictor.model that are not Container fields.
+_MODEL_OWN_FIELDS = frozenset(
+    {"modelFormat", "runtime", "runtimeVersion", "protocolVersion", "storageUri", "storage"}
+    | {"confidential", "name"}  # the merged container keeps the runtime's name
+)
+# The PodSpec fields of a ServingRuntime that KServe copies into the predictor's pod.
+_RUNTIME_POD_FIELDS = (
+    "nodeSelector",
+    "affinity",
+    "tolerations",
+    "volumes",
+    "imagePullSecrets",
+    "schedulerName",
+)
+# Merge keys of the lists that a strategic merge patch merges item by item.
+_MERGE_KEYS = {
+    "env": "name",
+    "ports": "containerPort",
+    "volumeMounts": "mountPath",
+    "volumeDevices": "devicePath",
+    "volumes": "name",
+    "imagePullSecrets": "name",
+}
+
+
+def _strategic_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``patch`` over ``base`` as a strategic merge patch of PodSpec/Container fields does it:
+    maps merged, lists with a merge key merged item by item, other lists replaced."""
+    merged = dict(base)
+    for key, value in patch.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            merged[key] = _strategic_merge(old, value)
+        elif key in _MERGE_KEYS and isinstance(old, list) and isinstance(value, list):
+            merge_key = _MERGE_KEYS[key]
+            items = {item.get(merge_key): item for item in old}
+            for item in value:
+                previous = items.get(item.get(merge_key))
+                items[item.get(merge_key)] = (
+                    _strategic_merge(previous, item) if previous is not None else item
+                )
+            merged[key] = list(items.values())
+        else:
+            merged[key] = value
+    return merged
+
+
+def kserve_runtime(isvc: Mapping[str, Any], objs: Sequence[Obj]) -> Obj | None:
+    """The ServingRuntime (or ClusterServingRuntime) an InferenceService names, from the render."""
+    name = _dig(isvc, ("spec", "predictor", "model", "runtime"))
+    if not name:
+        return None
+    return _find(objs, "ServingRuntime", name, _namespace(isvc)) or _find(
+        objs, "ClusterServingRuntime", name, None
+    )
+
+
+def kserve_predictor_deployment(isvc: Mapping[str, Any], runtime: Mapping[str, Any]) -> Obj:
+    """The Deployment KServe (Standard mode) creates for an InferenceService's predictor.
+
+    Built as KServe's controller builds it: the runtime's kserve-container with the
+    predictor's model container merged over it (args appended), the runtime's pod fields
+    with the predictor's pod fields merged over them, the runtime's other containers and the
+    predictor's own; labels and annotations of the runtime's spec, the InferenceService and
+    the predictor, in that order of precedence. Replicas are left to KServe's autoscaler.
+    """
+    name = str(_name(isvc))
+    predictor = _dig(isvc, ("spec", "predictor")) or {}
+    model = predictor.get("model") or {}
+    runtime_spec = runtime.get("spec") or {}
+    runtime_containers = list(runtime_spec.get("containers") or [])
+    main = next((c for c in runtime_containers if c.get("name") == KSERVE_CONTAINER), {})
+    overrides = {k: v for k, v in model.items() if k not in _MODEL_OWN_FIELDS}
+    container = _strategic_merge(main, overrides)
+    container["args"] = [*(main.get("args") or []), *(model.get("args") or [])]
+    if not container["args"]:
+        del container["args"]
+    pod_spec = _strategic_merge(
+        {k: runtime_spec[k] for k in _RUNTIME_POD_FIELDS if k in runtime_spec},
+        {k: v for k, v in predictor.items() if k not in _PREDICTOR_OWN_FIELDS},
+    )
+    pod_spec["containers"] = [
+        container,
+        *(c for c in runtime_containers if c.get("name") != KSERVE_CONTAINER),
+        *(predictor.get("containers") or []),
+    ]
+    app = f"isvc.{name}-predictor"
+    labels = {
+        **(runtime_spec.get("labels") or {}),
+        **(_dig(isvc, ("metadata", "labels")) or {}),
+        **(predictor.get("labels") or {}),
+        "serving.kserve.io/inferenceservice": name,
+        "component": "predictor",
+        "app": app,
+    }
+    annotations = {
+        **(runtime_spec.get("annotations") or {}),
+        **(_dig(isvc, ("metadata", "annotations")) or {}),
+        **(predictor.get("annotations") or {}),
+    }
+    metadata: dict[str, Any] = {"name": f"{name}-predictor", "labels": labels}
+    if _namespace(isvc):
+        metadata["namespace"] = _namespace(isvc)
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": {"app": app}},
+        "template": {
+            "metadata": {"labels": labels, "annotations": annotations},
+            "spec": pod_spec,
+        },
+    }
+    if predictor.get("deploymentStrategy"):
+        spec["strategy"] = predictor["deploymentStrategy"]
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
+
+
+def _has_kserve_container(runtime: Mapping[str, Any]) -> bool:
+    containers_ = _dig(runtime, ("spec", "containers")) or []
+    return any(c.get("name") == KSERVE_CONTAINER for c in containers_)
+
+
+def with_kserve_predictors(objs: Sequence[Obj]) -> list[Obj]:
+    """The render plus the Deployment KServe would create for each InferenceService whose
+    runtime is in it, so that the workload checks (probe ports, images, API keys,
+    NetworkPolicies, resource budgets, PodDisruptionBudgets) see the predictor pods; their
+    problems name it ``Deployment/<InferenceService>-predictor``, as the cluster will."""
+    derived = []
+    for isvc in _of_kind(objs, "InferenceService"):
+        if _group(isvc.get("apiVersion")) != KSERVE_GROUP:
+            continue
+        runtime = kserve_runtime(isvc, objs)
+        if (
+            runtime is not None
+            and _has_kserve_container(runtime)
+            and _dig(isvc, ("spec", "predictor", "model"))
+        ):
+            derived.append(kserve_predictor_deployment(isvc, runtime))
+    return [*objs, *derived]
+
+
+def check_inference_services(objs: Sequence[Obj]) -> list[str]:
+    """Each KServe InferenceService serves our image over the Open Inference Protocol.
+
+    ``predictor.model`` speaks protocolVersion v2 and names a ServingRuntime of the render
+    that is enabled, lists v2 in its protocolVersions and supports the model's format (as
+    KServe matches them: name, or name and version) and has a kserve-container; no
+    storageUri (the model is packaged in the image). In the predictor pod as KServe builds
+    it: a declared port, liveness and readiness probes on the v2 health routes of that
+    port, NetworkPolicies and the Prometheus port annotation on that port, requests and
+    limits for CPU and memory, and the hardening of the base Deployment (non-root, no
+    privilege escalation, no capabilities, read-only root filesystem, RuntimeDefault
+    seccomp, no host namespaces, no service account token).
+    """
+    problems = []
+    for isvc in _of_kind(objs, "InferenceService"):
+        if _group(isvc.get("apiVersion")) != KSERVE_GROUP:
+            continue
+        found = [f"{ref(isvc)}: {problem}" for problem in _inference_service_problems(isvc, objs)]
+        problems += found
+    return problems
+
+
+def _inference_service_problems(isvc: Obj, objs: Sequence[Obj]) -> list[str]:
+    predictor = _dig(isvc, ("spec", "predictor")) or {}
+    model = predictor.get("model")
+    if not model:
+        return ["no predictor.model (the runtime and protocol are set there)"]
+    problems = []
+    if model.get("protocolVersion") != KSERVE_PROTOCOL:
+        problems.append(
+            f"predictor.model.protocolVersion is {model.get('protocolVersion')!r}, "
+            f"not {KSERVE_PROTOCOL!r}"
+        )
+    for field in ("storageUri", "storage"):
+        if model.get(field):
+            problems.append(
+                f"predictor.model.{field} is set: the model is packaged in the image, a "
+                "storage initializer would download one the service never reads"
+            )
+    if predictor.get("storageUris"):
+        problems.append("predictor.storageUris is set: the model is packaged in the image")
+    low, high = predictor.get("minReplicas"), predictor.get("maxReplicas")
+    if isinstance(low, int) and isinstance(high, int) and high and low > high:
+        problems.append(f"minReplicas {low} > maxReplicas {high}")
+    runtime = kserve_runtime(isvc, objs)
+    if runtime is None:
+        named = model.get("runtime")
+        if not named:
+            return [*problems, "predictor.model.runtime is not set"]
+        return [*problems, f"runtime {named!r}: no ServingRuntime of that name in the render"]
+    problems += _runtime_problems(model, runtime)
+    if not _has_kserve_container(runtime):
+        return problems
+    deployment = kserve_predictor_deployment(isvc, runtime)
+    pod = _dig(deployment, ("spec", "template")) or {}
+    return problems + _predictor_pod_problems(pod, deployment, objs)
+
+
+def _runtime_problems(model: Mapping[str, Any], runtime: Obj) -> list[str]:
+    spec = runtime.get("spec") or {}
+    where = f"runtime {ref(runtime)}"
+    problems = []
+    if spec.get("disabled") is True:
+        problems.append(f"{where} is disabled")
+    if KSERVE_PROTOCOL not in (spec.get("protocolVersions") or []):
+        problems.append(
+            f"{where}: protocolVersions {spec.get('protocolVersions')} do not include "
+            f"{KSERVE_PROTOCOL!r}"
+        )
+    model_format = model.get("modelFormat") or {}
+    wanted = "mt:" + str(model_format.get("name"))
+    if model_format.get("version") is not None:
+        wanted += ":" + str(model_format["version"])
+    supported = set()
+    for entry in spec.get("supportedModelFormats") or []:
+        supported.add("mt:" + str(entry.get("name")))
+        if entry.get("version") is not None:
+            supported.add(f"mt:{entry.get('name')}:{entry['version']}")
+    if wanted not in supported:
+        problems.append(
+            f"{where} does not support modelFormat {dict(model_format)} "
+            f"(supportedModelFormats: {spec.get('supportedModelFormats')})"
+        )
+    if not _has_kserve_container(runtime):
+        problems.append(f"{where} has no container named {KSERVE_CONTAINER!r}")
+    return problems
+
+
+def _predictor_pod_problems(
+    pod: Mapping[str, Any], deployment: Obj, objs: Sequence[Obj]
+) -> list[str]:
+    spec = pod.get("spec") or {}
+    main = (spec.get("containers") or [{}])[0]
+    ports = main.get("ports") or []
+    if not ports:
+        return [f"{KSERVE_CONTAINER} declares no port: KServe would route to {KSERVE_DEFAULT_PORT}"]
+    serving = ports[0]
+    port_name, port_number = serving.get("name"), serving.get("containerPort")
+    problems = []
+    for probe_name, path in KSERVE_PROBE_PATHS.items():
+        get = _dig(main, (probe_name, "httpGet"))
+        if get is None:
+            problems.append(f"{KSERVE_CONTAINER}: no {probe_name} with httpGet on {path}")
+            continue
+        if get.get("path") != path:
+            problems.append(
+                f"{KSERVE_CONTAINER}: {probe_name} calls {get.get('path')!r}, not {path}"
+            )
+        if get.get("port") not in (port_name, port_number, str(port_number)):
+            problems.append(
+                f"{KSERVE_CONTAINER}: {probe_name} port {get.get('port')!r} is not the serving "
+                f"port {port_number} (the first container port, where KServe routes)"
+            )
+    annotated = _dig(pod, ("metadata", "annotations", "prometheus.io/port"))
+    if annotated is not None and not _container_has_port([main], str(annotated)):
+        problems.append(f"prometheus.io/port {annotated!r} is not a port of {KSERVE_CONTAINER}")
+    labels = _dig(pod, ("metadata", "labels")) or {}
+    for policy in _of_kind(objs, "NetworkPolicy"):
+        if _restricts_ingress(policy, deployment, objs) and not _admits_port(
+            policy, port_name, port_number
+        ):
+            problems.append(
+                f"{ref(policy)} selects the predictor pods {labels} but admits nothing on "
+                f"port {port_number}"
+            )
+    for container in spec.get("containers") or []:
+        for kind in ("requests", "limits"):
+            for resource in ("cpu", "memory"):
+                if not _dig(container, ("resources", kind, resource)):
+                    problems.append(
+                        f"container {container.get('name')!r}: no {resource} in resources.{kind}"
+                    )
+        problems += [
+            f"container {container.get('name')!r}: {problem}"
+            for problem in hardening_problems(spec, container)
+        ]
+    return problems
+
+
+def _admits_port(policy: Obj, name: Any, number: Any) -> bool:
+    for rule in _dig(policy, ("spec", "ingress")) or []:
+        ports = rule.get("ports")
+        if not ports or any(p.get("port") in (None, name, number, str(number)) for p in ports):
+            return True
+    return False
+
+
+def hardening_problems(pod_spec: Mapping[str, Any], container: Mapping[str, Any]) -> list[str]:
+    """How a container falls short of the base Deployment's hardening (container settings
+    win over the pod's, as in Kubernetes)."""
+    pod_context = pod_spec.get("securityContext") or {}
+    context = container.get("securityContext") or {}
+
+    def effective(key: str) -> Any:
+        return context.get(key, pod_context.get(key))
+
+    problems = []
+    if effective("runAsNonRoot") is not True:
+        problems.append("runAsNonRoot is not true")
+    if effective("runAsUser") == 0:
+        problems.append("runs as root (runAsUser 0)")
+    if context.get("allowPrivilegeEscalation") is not False:
+        problems.append("allowPrivilegeEscalation is not false")
+    if context.get("privileged") is True:
+        problems.append("privileged")
+    if context.get("readOnlyRootFilesystem") is not True:
+        problems.append("readOnlyRootFilesystem is not true")
+    capabilities = context.get("capabilities") or {}
+    if "ALL" not in (capabilities.get("drop") or []):
+        problems.append("capabilities.drop does not include ALL")
+    if capabilities.get("add"):
+        problems.append(f"adds capabilities {capabilities['add']}")
+    seccomp = (effective("seccompProfile") or {}).get("type")
+    if seccomp not in ("RuntimeDefault", "Localhost"):
+        problems.append(f"seccompProfile type {seccomp!r}, not RuntimeDefault")
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod_spec.get(field) is True:
+            problems.append(f"pod sets {field}")
+    if pod_spec.get("automountServiceAccountToken") is not False:
+        problems.append("pod mounts a service account token (automountServiceAccountToken)")
+    return problems
+
+
+@cache
+def _vendored_crd_schemas() -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(group, version, kind) -> the vendored schema document of a CRD version."""
+    found = {}
+    for path in sorted(CRD_SCHEMA_DIR.glob("*.json.gz")):
+        doc = json.loads(gzip.decompress(path.read_bytes()))
+        found[(doc["group"], doc["version"], doc["kind"])] = doc
+    return found
+
+
+def _strict(schema: Any) -> Any:
+    """A CRD schema that refuses unknown fields, as the API server does with strict field
+    validation (kubectl's default): additionalProperties false wherever properties are
+    listed and unknown fields are not preserved."""
+    if not isinstance(schema, dict):
+        return schema
+    strict: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("properties", "patternProperties", "definitions"):
+            strict[key] = {name: _strict(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not"):
+            strict[key] = _strict(value)
+        elif key in ("allOf", "anyOf", "oneOf"):
+            strict[key] = [_strict(sub) for sub in value]
+        else:
+            strict[key] = value
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        strict["additionalProperties"] = False
+    return strict
+
+
+def _list_type(validator: Any, list_type: Any, instance: Any, schema: Mapping[str, Any]) -> Any:
+    """``x-kubernetes-list-type``: items of a set, and map keys of a map, are unique."""
+    from jsonschema import ValidationError
+
+    if not isinstance(instance, list) or list_type not in ("set", "map"):
+        return
+    if list_type == "set":
+        keys = [json.dumps(item, sort_keys=True) for item in instance]
+    else:
+        fields = schema.get("x-kubernetes-list-map-keys") or []
+        defaults = _dig(schema, ("items", "properties")) or {}
+        keys = [
+            json.dumps([item.get(f, (defaults.get(f) or {}).get("default")) for f in fields])
+            for item in instance
+            if isinstance(item, Mapping)
+        ]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        yield ValidationError(f"duplicate {list_type} entries {', '.join(duplicates)}")
+
+
+@cache
+def _crd_validator(key: tuple[str, str, str]) -> Any:
+    import jsonschema  # a dependency of kubernetes-validate; only needed here
+
+    doc = _vendored_crd_schemas()[key]
+    cls = jsonschema.validators.extend(
+        jsonschema.Draft4Validator, {"x-kubernetes-list-type": _list_type}
+    )
+    return cls(_strict(doc["openAPIV3Schema"]))
+
+
+def crd_schema_problems(obj: Mapping[str, Any]) -> list[str] | None:
+    """Problems of a custom resource against its vendored CRD schema (strict), or None when
+    no schema for its group, version and kind is vendored."""
+    api_version = str(obj.get("apiVersion") or "")
+    key = (_group(api_version), api_version.rsplit("/", 1)[-1], str(obj.get("kind")))
+    if key not in _vendored_crd_schemas():
+        return None
+    source = _vendored_crd_schemas()[key]["source"]
+    problems = []
+    for error in sorted(_crd_validator(key).iter_errors(obj), key=lambda e: list(e.path)):
+        where = ".".join(str(p) for p in error.path)
+        message = error.message if len(error.message) <= 300 else error.message[:300] + "..."
+        problems.append(f"{ref(obj)} [{source}] {where}: {message}")
+    return problems
+
+
+def vendor_crd_schemas(crd_text: str, source: str, out_dir: Path) -> list[Path]:
+    """Write the openAPIV3Schema of each served version of a CRD (YAML text) to
+    ``out_dir/<kind>-<version>.json.gz`` (gzip without a timestamp: the same CRD gives the
+    same bytes); ``source`` says where the CRD came from."""
+    crd = yaml.safe_load(crd_text)
+    written = []
+    for version in crd["spec"]["versions"]:
+        if not version.get("served"):
+            continue
+        doc = {
+            "source": source,
+            "group": crd["spec"]["group"],
+            "version": version["name"],
+            "kind": crd["spec"]["names"]["kind"],
+            "openAPIV3Schema": version["schema"]["openAPIV3Schema"],
+        }
+        path = out_dir / f"{doc['kind'].lower()}-{doc['version']}.json.gz"
+        data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        path.write_bytes(gzip.compress(data, mtime=0))
+        written.append(path)
+    return written
+
+
 ALL_CHECKS: tuple[Check, ...] = (
     check_workload_selectors,
     check_pdb_selectors,
@@ -1147,11 +1602,13 @@ ALL_CHECKS: tuple[Check, ...] = (
     check_resource_budgets,
     check_ingress_body_size,
     check_spark_applications,
+    check_inference_services,
 )
 
 
 def check_all(objs: Sequence[Obj]) -> list[str]:
-    """Every semantic check, problems concatenated."""
+    """Every semantic check, problems concatenated (KServe's predictors included)."""
+    objs = with_kserve_predictors(objs)
     problems: list[str] = []
     for check in ALL_CHECKS:
         problems += check(objs)
@@ -1199,6 +1656,10 @@ def schema_problems(
     problems: list[str] = []
     skipped: list[str] = []
     for obj in objs:
+        crd_problems = crd_schema_problems(obj)
+        if crd_problems is not None:  # a custom resource whose CRD schema is vendored
+            problems += crd_problems
+            continue
         reason = CRD_SKIP_REASONS.get((_group(obj.get("apiVersion")), str(obj.get("kind"))))
         if reason is not None:
             skipped.append(f"{ref(obj)}: {reason}")
