@@ -1,0 +1,1 @@
+"""An example program answering with an exported ONNX model on a device."""
