@@ -97,11 +97,7 @@ class CompiledModel:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # a session does not pickle; the graph does (Spark ships the model to executors)
-        return (CompiledModel, (self._model, self.schema), {"threads": self._threads})
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if state["threads"] != self._threads:
-            self.__init__(self._model, self.schema, threads=state["threads"])  # type: ignore[misc]
+        return (_restored, (self._model, self.schema, self._threads))
 
     def outputs(self, frame: Any) -> Outputs:
         """The answer for the rows of a model frame (float64 numbers, strings or None)."""
@@ -131,3 +127,7 @@ class CompiledModel:
         probabilities = answer.astype(np.float64)
         predictions = self._classes[probabilities.argmax(axis=1)]
         return Outputs(predictions, probabilities, self._class_names)
+
+
+def _restored(model: bytes, schema: FeatureSchema, threads: int) -> CompiledModel:
+    return CompiledModel(model, schema, threads=threads)
