@@ -11,11 +11,12 @@ from typing import Any
 import bentoml
 from starlette.responses import Response
 
+import model
 from model import store
 from model.settings import settings
 from serving import body_budget, endpoint_labels, header_limit
-from serving.access_log import configure_access_logger, quiet_client_errors
-from serving.app import middleware_stack, route_paths
+from serving.access_log import configure_access_logger, quiet_client_errors, request_id_of
+from serving.app import Layer, middleware_stack, route_paths
 from serving.capture import BatchCapture
 from serving.drift_schedule import start_drift_schedule
 from serving.guards import DOC_PREFIXES, parse_api_keys
@@ -28,6 +29,23 @@ from serving.payload_log import PayloadLog
 from serving.responses import PredictResponse, RowsEnvelope
 from serving.routes import info_app
 from serving.runtime import Instances, Predictor
+from serving.v2_infer import (
+    ENDPOINT as V2_ENDPOINT,
+)
+from serving.v2_infer import (
+    CallsInput,
+    InferCall,
+    RowAnswer,
+    RowItem,
+    RowsInput,
+    V2Infer,
+    answer_output,
+    answer_response,
+    answer_rows,
+)
+from serving.v2_protocol import ServedModel
+from serving.v2_routes import TEMPLATES as V2_TEMPLATES
+from serving.v2_routes import V2OpenAPI, v2_app
 
 logger = logging.getLogger("service")
 
@@ -62,8 +80,16 @@ def model_info() -> dict[str, Any] | str:
 
 
 INFO_APP = info_app(model_info, SETTINGS.drift.report_dir)
+# The Open Inference Protocol (v2): the served model under its store name and version;
+# infers of up to BATCH_MAX_SIZE rows go through the adaptive batcher, larger ones (up to
+# PREDICT_BATCH_MAX_ROWS) to one model call on the whole tensor (docs/open-inference.md).
+V2_MODEL = ServedModel.of(CHOICE.tag, CHOICE.schema)
+V2_VECTORISED = f"{V2_MODEL.infer_paths[0]}/vectorised"  # reached through V2Infer only
+V2Answer = answer_output(V2_MODEL)
+V2_APP = v2_app(V2_MODEL, lambda: _problem(), model.__version__)
 
 
+@bentoml.asgi_app(V2_APP, path="/", name="v2")
 @bentoml.asgi_app(INFO_APP, path="/")
 @bentoml.service(
     workers=SERVING.workers,
@@ -79,7 +105,7 @@ class TabularModel:
     def __init__(self) -> None:
         # BentoML looks each API up on the instance per request, rebuilding its signature
         # every time; bound once here, the lookups find them in the instance's dict.
-        for name in ("predict", "predict_batch"):
+        for name in ("predict", "predict_batch", "v2_infer", "v2_infer_vectorised"):
             setattr(self, name, getattr(self, name))
         self.predictor: Predictor | None = None
         self.problem = CHOICE.problem
@@ -151,6 +177,26 @@ class TabularModel:
             return Response(self.predictor.arrow_response(outputs), media_type=ARROW_STREAM)
         return self.predictor.response(outputs)
 
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=SERVING.max_batch_size,
+        max_latency_ms=SERVING.max_latency_ms,
+        route=V2_MODEL.infer_paths[0],
+        input_spec=RowsInput,
+        output_spec=V2Answer,
+    )
+    def v2_infer(self, rows: list[RowItem]) -> list[RowAnswer]:
+        """Open Inference Protocol (v2) infer; see docs/open-inference.md."""
+        return answer_rows(lambda values: self.predictor.answer(values, V2_ENDPOINT), rows)
+
+    @bentoml.api(route=V2_VECTORISED, input_spec=CallsInput, output_spec=V2Answer)
+    def v2_infer_vectorised(self, call: InferCall, ctx: bentoml.Context) -> Response:
+        frame = call.frame()
+        outputs = self.predictor.answer(frame, V2_ENDPOINT)
+        call.answer = outputs
+        self.capture_batch.sample(request_id_of(ctx.request.scope), V2_ENDPOINT, frame, outputs)
+        return answer_response(V2_MODEL, call, outputs)
+
 
 def _problem() -> str | None:
     return getattr(bentoml.get_current_service(), "problem", "starting")
@@ -161,7 +207,27 @@ if SERVING.access_log:
     configure_access_logger()
 if not parse_api_keys(SERVING.api_keys.reveal()):
     logger.warning("API_KEYS is empty: prediction and model routes accept any caller")
-for layer in middleware_stack(SETTINGS, problem=_problem, submit=PAYLOAD_LOG.submit):
+V2_LAYERS = [
+    Layer(
+        V2Infer,
+        {
+            "served": V2_MODEL,
+            "max_rows": SERVING.predict_batch_max_rows,
+            "batch_rows": SERVING.max_batch_size,
+            "vectorised_path": V2_VECTORISED,
+            "submit": PAYLOAD_LOG.submit,
+            "sample_rate": SETTINGS.payload_log.effective_sample_rate,
+        },
+    ),
+    Layer(V2OpenAPI, {"served": V2_MODEL, "vectorised_path": V2_VECTORISED}),
+]
+for layer in middleware_stack(
+    SETTINGS,
+    problem=_problem,
+    submit=PAYLOAD_LOG.submit,
+    v2_paths=frozenset(V2_MODEL.infer_paths),
+    v2_layers=V2_LAYERS,
+):
     TabularModel.add_asgi_middleware(layer.middleware, **layer.options)
 header_limit.install(SERVING.max_header_bytes)
-endpoint_labels.install(route_paths(INFO_APP), DOC_PREFIXES)
+endpoint_labels.install(route_paths(INFO_APP), DOC_PREFIXES, V2_TEMPLATES)

@@ -23,7 +23,9 @@ REQUEST_ID_HEADER = b"x-request-id"
 # control characters); otherwise the request gets a new id.
 SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 SCOPE_KEY = "tabular_model.request_id"  # BentoML sets its own "request_id"
-QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+QUIET_PATHS = frozenset(
+    {"/livez", "/readyz", "/healthz", "/metrics", "/v2/health/live", "/v2/health/ready"}
+)
 
 access_logger = logging.getLogger("access")
 BENTOML_EXCEPTION_LOGGER = "bentoml._internal.server.http_app"

@@ -48,8 +48,14 @@ def middleware_stack(
     *,
     problem: Callable[[], str | None],
     submit: Callable[[Exchange], object],
+    v2_paths: frozenset[str] = frozenset(),
+    v2_layers: list[Layer] | None = None,
 ) -> list[Layer]:
-    """The ordered stack; `problem` tells why the model is not serving (None: serving)."""
+    """The ordered stack; `problem` tells why the model is not serving (None: serving).
+
+    `v2_paths` (the v2 infer routes) get the same limits and readiness check as the APIs,
+    any media type, and `v2_layers` (their own reading and error shape) innermost.
+    """
     serving = settings.serving
     layers: list[Layer] = []
     if serving.access_log:
@@ -63,11 +69,12 @@ def middleware_stack(
                 "max_in_flight": serving.max_in_flight,
                 "max_body_bytes_in_flight": serving.max_body_bytes_in_flight,
                 "body_timeout": serving.body_timeout_seconds,
-                "paths": API_PATHS,
+                "paths": API_PATHS | v2_paths,
                 "arrow_paths": ARROW_PATHS,
+                "any_media_paths": v2_paths,
             },
         ),
-        Layer(RequireReady, {"paths": API_PATHS, "problem": problem}),
+        Layer(RequireReady, {"paths": API_PATHS | v2_paths, "problem": problem}),
         Layer(ErrorShapes, {"paths": API_PATHS}),
         Layer(
             PayloadCapture,
@@ -77,6 +84,7 @@ def middleware_stack(
                 "sample_rate": settings.payload_log.effective_sample_rate,
             },
         ),
+        *(v2_layers or []),
     ]
     return layers
 

@@ -18,7 +18,9 @@ from .media import ARROW_MEDIA_TYPE, ARROW_STREAM, media_type_of
 
 logger = logging.getLogger(__name__)
 
-PROBE_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+PROBE_PATHS = frozenset(
+    {"/livez", "/readyz", "/healthz", "/metrics", "/v2/health/live", "/v2/health/ready"}
+)
 DOC_PATHS = frozenset({"/", "/docs.json", "/schema.json"})
 DOC_PREFIXES = ("/static_content/",)
 
@@ -78,7 +80,8 @@ class ApiKeyAuth:
 class RequestLimits:
     """Bounds what one worker spends on request bodies before any of it is parsed.
 
-    - 415: a body neither JSON nor, on `arrow_paths`, an Arrow IPC stream;
+    - 415: a body neither JSON nor, on `arrow_paths`, an Arrow IPC stream (any media type
+      on `any_media_paths`: the v2 infer routes read JSON and binary tensors, typed or not);
     - 413: a body over `max_body_bytes` (refused on its Content-Length when it has one);
     - 408: a body not received whole within `body_timeout` seconds;
     - 503 + Retry-After: the bytes of bodies held by the worker (being received or
@@ -98,6 +101,7 @@ class RequestLimits:
         max_in_flight: int,
         paths: frozenset[str],
         arrow_paths: frozenset[str] = frozenset(),
+        any_media_paths: frozenset[str] = frozenset(),
         max_body_bytes_in_flight: int | None = None,
         body_timeout: float = 30.0,
     ) -> None:
@@ -110,6 +114,7 @@ class RequestLimits:
         self.body_timeout = body_timeout
         self.paths = paths
         self.arrow_paths = arrow_paths
+        self.any_media_paths = any_media_paths
         self.in_flight = 0
         self.body_bytes = 0
 
@@ -195,6 +200,8 @@ class RequestLimits:
         )
 
     def _accepts(self, scope: Scope) -> bool:
+        if scope["path"] in self.any_media_paths:
+            return True
         media_type = media_type_of(scope)
         if media_type == b"application/json" or media_type.endswith(b"+json"):
             return True

@@ -30,8 +30,9 @@ def rows(start: int, count: int) -> list[dict[str, float]]:
 def expected(model, instances: list[dict[str, float]]) -> tuple[list, list[list[float]]]:
     import pandas as pd
 
-    frame = pd.DataFrame(instances, columns=model.schema.names)
-    return model.pipeline.predict(frame).tolist(), model.pipeline.predict_proba(frame).tolist()
+    frame = pd.DataFrame(instances, columns=model.schema.names, dtype="float64")
+    answer = model.outputs(frame)  # the runtime the server runs (MODEL_RUNTIME=auto)
+    return answer.predictions.tolist(), answer.probabilities.tolist()
 
 
 def post(server, route: str, body) -> requests.Response:
