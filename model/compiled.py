@@ -9,7 +9,7 @@ with NaN for a gap, or strings with `MISSING_CATEGORY` for a gap) and the output
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,14 +101,11 @@ class CompiledModel:
 
     def outputs(self, frame: Any) -> Outputs:
         """The answer for the rows of a model frame (float64 numbers, strings or None)."""
-        return self.outputs_from_columns({name: frame[name].to_numpy() for name in frame.columns})
-
-    def outputs_from_rows(self, rows: Sequence[Sequence[Any]]) -> Outputs:
-        """The answer for validated instances as tuples in schema order (the request path)."""
-        columns = list(zip(*rows, strict=True)) if rows else [() for _ in self.contract.features]
-        return self.outputs_from_columns(
-            {spec.name: columns[i] for i, spec in enumerate(self.contract.features)}
-        )
+        names = self.schema.names
+        if not self.schema.categorical:  # one copy of the whole block, then column views
+            matrix = frame[names].to_numpy(dtype=np.float64)
+            return self.outputs_from_columns({name: matrix[:, i] for i, name in enumerate(names)})
+        return self.outputs_from_columns({name: frame[name].to_numpy() for name in names})
 
     def outputs_from_columns(self, columns: Mapping[str, Any]) -> Outputs:
         feed = {}
