@@ -1,19 +1,20 @@
-"""Ours against a plain FastAPI server and a default BentoML service, on the same model.
+"""Ours against plain FastAPI, default BentoML, MLServer and KServe, on the same model.
 
     python -m bench.harness [--quick] [--model TAG] [--payload-log on|off|both] [--out DIR]
 
 Trains the default model into a temporary BENTOML_HOME (or serves `--model TAG` from the
-current one), starts every system on a free loopback port, drives each with wrk at every
-point (single-row requests at several concurrencies, then batch requests), measures the
-model's own rows/s in process, cold start and resident memory, and writes
-`serving.json`, `serving.md` and `serving.png` to `--out`.
+current one), installs the peers' virtualenvs if needed, starts every system on a free
+loopback port, checks each answers one row with the model's own probabilities, measures a
+single client's latency before and after a burst (ours and FastAPI), drives each system
+with wrk at every point (single-row requests at several concurrencies, then batch
+requests), measures the model's own rows/s in process, cold start and resident memory,
+computes the goals, and writes `serving.json`, `serving.md` and `serving.png` to `--out`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import shutil
@@ -34,12 +35,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import psutil
+import requests
 
 from bench.local import ROOT
 from serving.arrow_bodies import write_instances
 from serving.media import ARROW_STREAM
 
-from . import processes, report, systems, wrk
+from . import bodies, goals, in_process, peer_venvs, processes, report, systems, wrk
 from .processes import ServerProcess
 from .systems import System
 
@@ -72,6 +74,7 @@ RECORDED_ENV = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
     "OPENBLAS_CORETYPE",
+    "MODEL_RUNTIME",
 )
 SECRET_ENV = ("API_KEYS", "DRIFT_WEBHOOK_URL")
 READY_TIMEOUT_S = 180.0
@@ -93,6 +96,9 @@ class Plan:
     settle_limit_s: float
     wrk_threads: int
     wrk_timeout_s: int
+    probe_s: int  # single client before and after the burst (bench.after_burst)
+    burst_s: int
+    rest_s: int
 
 
 FULL = Plan(
@@ -106,6 +112,9 @@ FULL = Plan(
     settle_limit_s=60.0,
     wrk_threads=1,
     wrk_timeout_s=60,
+    probe_s=5,
+    burst_s=10,
+    rest_s=10,
 )
 QUICK = Plan(
     duration_s=2,
@@ -118,8 +127,12 @@ QUICK = Plan(
     settle_limit_s=10.0,
     wrk_threads=1,
     wrk_timeout_s=30,
+    probe_s=1,
+    burst_s=2,
+    rest_s=1,
 )
 RAW_BATCHES = (1, 256)
+BURST_CONNECTIONS = 64
 
 
 @dataclass(frozen=True)
@@ -179,7 +192,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         nargs="*",
         choices=systems.BASELINES,
         default=list(systems.BASELINES),
-        help="baselines to run next to ours; none: ours only (default: both)",
+        help="baselines and peers to run next to ours; none: ours only (default: all)",
+    )
+    add(
+        "--v2",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure single rows on our service's /v2/models/NAME/infer (default on)",
     )
     add(
         "--out",
@@ -340,44 +359,71 @@ def sample_rows(reference: pd.DataFrame, names: list[str], count: int) -> np.nda
     return complete[picks]
 
 
-Scripts = dict[tuple[int, str], Path]  # by rows per request and body ("json", "arrow")
-
-
 def write_scripts(rows: np.ndarray, sizes: Sequence[int], work: Path) -> dict[int, Path]:
     """One wrk script per request size, posting `{"instances": [[...], ...]}`."""
     scripts = {}
     for size in sorted(set(sizes)):
         body = work / f"body-{size}.json"
-        body.write_text(json.dumps({"instances": rows[:size].tolist()}))
+        body.write_bytes(bodies.instances(rows[:size]))
         scripts[size] = wrk.post_script(work / f"post-{size}.lua", body)
     return scripts
 
 
-def write_arrow_scripts(
-    rows: np.ndarray, names: list[str], sizes: Sequence[int], work: Path
-) -> dict[int, Path]:
-    """The same rows as Arrow IPC stream bodies, asking for Arrow answers."""
-    scripts = {}
-    for size in sorted(set(sizes)):
-        body = work / f"body-{size}.arrows"
-        body.write_bytes(write_instances(pd.DataFrame(rows[:size], columns=names)))
-        scripts[size] = wrk.post_script(
-            work / f"post-{size}-arrow.lua", body, ARROW_STREAM, accept=ARROW_STREAM
-        )
-    return scripts
+class Scripts:
+    """wrk scripts by rows per request and body kind (`System.body`), written on first use:
+    the v2 body takes its input form from the running server's model metadata."""
+
+    def __init__(self, rows: np.ndarray, names: list[str], model: str, work: Path) -> None:
+        self.rows, self.names, self.model, self.work = rows, names, model, work
+        self._bodies: dict[tuple[int, str], tuple[bytes, str, str]] = {}
+        self._scripts: dict[tuple[int, str], Path] = {}
+
+    def body(self, size: int, kind: str, url: str) -> tuple[bytes, str, str]:
+        """The body, its content type and the Accept header."""
+        key = (size, kind)
+        if key not in self._bodies:
+            rows, json_type = self.rows[:size], "application/json"
+            if kind == "json":
+                built = (bodies.instances(rows), json_type, "*/*")
+            elif kind == "arrow":
+                frame = pd.DataFrame(rows, columns=self.names)
+                built = (write_instances(frame), ARROW_STREAM, ARROW_STREAM)
+            elif kind == "mlserver":
+                built = (bodies.mlserver_pandas(rows, self.names), json_type, "*/*")
+            elif kind == "v2":
+                metadata = bodies.model_metadata(url, self.model)
+                built = (bodies.open_inference(rows, metadata, self.names), json_type, "*/*")
+            else:
+                raise ValueError(f"unknown body kind {kind!r}")
+            self._bodies[key] = built
+        return self._bodies[key]
+
+    def get(self, size: int, kind: str, url: str) -> Path:
+        key = (size, kind)
+        if key not in self._scripts:
+            content, content_type, accept = self.body(size, kind, url)
+            body = self.work / f"body-{size}-{kind}"
+            body.write_bytes(content)
+            lua = self.work / f"post-{size}-{kind}.lua"
+            self._scripts[key] = wrk.post_script(lua, body, content_type, accept=accept)
+        return self._scripts[key]
 
 
 def measure_raw(
-    pipeline: Any, rows: np.ndarray, names: list[str], batches: Sequence[int], seconds: float
+    model: in_process.InProcess,
+    rows: np.ndarray,
+    names: list[str],
+    batches: Sequence[int],
+    seconds: float,
 ) -> list[dict[str, float]]:
-    """In-process `predict_proba` on a prepared frame: the model's own rows/s per batch size."""
+    """The model's own rows/s per batch size, in process on a prepared frame."""
     measured = []
     for batch in sorted(set(batches)):
         frame = pd.DataFrame(rows[:batch], columns=names)
-        pipeline.predict_proba(frame)
+        model.call(frame)
         calls, started = 0, time.perf_counter()
         while calls < 3 or time.perf_counter() - started < seconds:
-            pipeline.predict_proba(frame)
+            model.call(frame)
             calls += 1
         elapsed = time.perf_counter() - started
         measured.append(
@@ -395,6 +441,7 @@ def measure_raw(
 
 def start(system: System, log: Path, stack: contextlib.ExitStack) -> tuple[ServerProcess, float]:
     """Start a server (stopped when `stack` closes); seconds from start to /readyz 200."""
+    assert system.start is not None
     started = time.monotonic()
     server = system.start(log)
     stack.callback(processes.stop, server)
@@ -422,7 +469,7 @@ def measure_point(
     all_pids: list[int],
 ) -> dict[str, Any]:
     route = system.batch_route if point.kind == "batch" else system.single_route
-    url = server.url + route
+    url = f"{server.url}{route}"
     pid = server.process.pid
     wait = {
         "idle_share": SETTLE_IDLE_SHARE,
@@ -467,56 +514,170 @@ def _describe(record: dict[str, Any]) -> str:
     )
 
 
-def run_http(
-    chosen: list[System], plan: Plan, scripts: Scripts, work: Path
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Every point on every system; servers run side by side, points are interleaved.
+def _short(error: BaseException, lines: int = 12) -> str:
+    """An error for the report: its first line and the last lines of a server log it carries."""
+    text = str(error).strip().splitlines() or [type(error).__name__]
+    return "\n".join(text[:1] + text[1:][-lines:])
 
-    A system with `server_of` is measured on that system's server: no start of its own.
-    """
-    facts: dict[str, dict[str, Any]] = {
-        s.key: {"label": s.label, "description": s.description} for s in chosen
-    }
-    started = [system for system in chosen if system.server_of is None]
-    for system in started:
-        facts[system.key]["cold_start_s"] = extra_cold_starts(system, plan.cold_starts - 1, work)
+
+def install_peers(chosen: list[System]) -> dict[str, str]:
+    """Each chosen peer's virtualenv, installed unless reusable; failures by system key."""
+    failed = {}
+    for system in chosen:
+        if system.key in systems.PEERS:
+            try:
+                peer_venvs.ensure(system.key)
+            except (peer_venvs.PeerInstallError, OSError, subprocess.SubprocessError) as exc:
+                failed[system.key] = f"virtualenv not installed: {_short(exc)}"
+    return failed
+
+
+def check(system: System, url: str, scripts: Scripts, expected: np.ndarray) -> None:
+    """One single-row request answered 2xx with the model's probabilities for that row."""
+    assert system.single_route is not None
+    content, content_type, accept = scripts.body(1, system.body, url)
+    response = requests.post(
+        f"{url}{system.single_route}",
+        data=content,
+        headers={"Content-Type": content_type, "Accept": accept},
+        timeout=60,
+    )
+    bodies.check_answer(system.answer, response.status_code, response.text, expected)
+
+
+def measure_after_burst(
+    measured: list[System], servers: dict[str, ServerProcess], plan: Plan, scripts: Scripts
+) -> list[dict[str, Any]]:
+    """bench.after_burst's single client before and after a burst, for ours and FastAPI."""
+    from bench import after_burst  # it imports this module
+
+    args = argparse.Namespace(
+        probe_seconds=plan.probe_s,
+        burst_seconds=plan.burst_s,
+        rest_seconds=plan.rest_s,
+        connections=BURST_CONNECTIONS,
+    )
+    pids = [server.process.pid for server in servers.values()]
+    chosen = [s for s in measured if s.key in (systems.OURS, systems.OURS_NO_LOG, systems.FASTAPI)]
     records = []
-    with contextlib.ExitStack() as stack:
-        servers: dict[str, ServerProcess] = {}
-        for system in started:
-            server, elapsed = start(system, work / f"{system.key}.log", stack)
-            servers[system.key] = server
-            facts[system.key]["cold_start_s"].append(elapsed)
-            print(f"{system.label}: ready in {elapsed:.2f} s at {server.url}", flush=True)
-        pids = [server.process.pid for server in servers.values()]
-        for system in chosen:
-            if system.server_of is not None:
-                servers[system.key] = servers[system.server_of]
+    for system in chosen:
+        url = servers[system.key].url
         processes.settle(
             pids,
             idle_share=SETTLE_IDLE_SHARE,
             interval=SETTLE_INTERVAL_S,
             limit=plan.settle_limit_s,
         )
-        for system in started:
-            facts[system.key]["memory_idle"] = processes.memory(servers[system.key].process.pid)
+        records.append(after_burst.measure(system, url, scripts.get(1, system.body, url), args))
+        print("after burst: " + after_burst.table(records[-1:], args).splitlines()[-1], flush=True)
+    return records
+
+
+@dataclass
+class HttpRun:
+    records: list[dict[str, Any]]
+    facts: dict[str, dict[str, Any]]
+    failed: dict[str, str]
+    after_burst: list[dict[str, Any]]
+
+
+def _start_all(
+    started: list[System],
+    plan: Plan,
+    work: Path,
+    run: HttpRun,
+    stack: contextlib.ExitStack,
+) -> dict[str, ServerProcess]:
+    """Cold starts one at a time, then one server per system left running (in `stack`)."""
+    for system in started:
+        try:
+            cold = extra_cold_starts(system, plan.cold_starts - 1, work)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            run.failed[system.key] = f"did not start: {_short(exc)}"
+            continue
+        run.facts[system.key]["cold_start_s"] = cold
+    servers: dict[str, ServerProcess] = {}
+    for system in started:
+        if system.key in run.failed:
+            continue
+        try:
+            server, elapsed = start(system, work / f"{system.key}.log", stack)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            run.failed[system.key] = f"did not start: {_short(exc)}"
+            continue
+        servers[system.key] = server
+        run.facts[system.key]["cold_start_s"].append(elapsed)
+        print(f"{system.label}: ready in {elapsed:.2f} s at {server.url}", flush=True)
+    return servers
+
+
+def run_http(
+    chosen: list[System],
+    plan: Plan,
+    scripts: Scripts,
+    work: Path,
+    expected: np.ndarray,
+    failed: dict[str, str],
+) -> HttpRun:
+    """Every point on every system; servers run side by side, points are interleaved.
+
+    A system with `server_of` is measured on that system's server: no start of its own. A
+    system that does not start, or does not answer one row with the model's probabilities
+    (`expected`), is left out and recorded in `failed`; ours must not fail.
+    """
+    facts: dict[str, dict[str, Any]] = {
+        s.key: {"label": s.label, "description": s.description} for s in chosen
+    }
+    for system in chosen:
+        if system.key in systems.PEERS:
+            facts[system.key]["specs"] = peer_venvs.specs(system.key)
+    run = HttpRun([], facts, dict(failed), [])
+    started = [s for s in chosen if s.server_of is None and s.key not in run.failed]
+    with contextlib.ExitStack() as stack:
+        servers = _start_all(started, plan, work, run, stack)
+        for system in chosen:
+            if system.server_of is not None and system.server_of in servers:
+                servers[system.key] = servers[system.server_of]
+        for system in chosen:
+            if system.key not in servers:
+                run.failed.setdefault(system.key, f"its server ({system.server_of}) did not start")
+            elif system.single_route is not None:
+                try:
+                    check(system, servers[system.key].url, scripts, expected)
+                except (bodies.BodyError, requests.RequestException) as exc:
+                    run.failed[system.key] = _short(exc)
+        for key, reason in run.failed.items():
+            print(f"{facts[key]['label']}: FAILED, not measured: {reason}", flush=True)
+        if chosen[0].key in run.failed:
+            raise SystemExit(f"{chosen[0].label} failed: {run.failed[chosen[0].key]}")
+        measured = [s for s in chosen if s.key not in run.failed]
+        running = {s.key: servers[s.key] for s in measured if s.server_of is None}
+        pids = [server.process.pid for server in running.values()]
+        processes.settle(
+            pids,
+            idle_share=SETTLE_IDLE_SHARE,
+            interval=SETTLE_INTERVAL_S,
+            limit=plan.settle_limit_s,
+        )
+        for key, server in running.items():
+            facts[key]["memory_idle"] = processes.memory(server.process.pid)
+        run.after_burst = measure_after_burst(measured, running, plan, scripts)
         for point in plan_points(plan):
-            for system in chosen:
-                if point.kind == "single" and system.single_route is None:
+            for system in measured:
+                route = system.single_route if point.kind == "single" else system.batch_route
+                if route is None:
                     continue
                 server = servers[system.key]
-                script = scripts[point.rows, system.body]
+                script = scripts.get(point.rows, system.body, server.url)
                 record = measure_point(system, server, point, script, plan, pids)
                 print(_describe(record), flush=True)
-                records.append(record)
-        for system in started:
-            facts[system.key]["memory_after_load"] = processes.memory(
-                servers[system.key].process.pid
-            )
-    for system in started:
-        fact = facts[system.key]
-        fact["cold_start_median_s"] = statistics.median(fact["cold_start_s"])
-    return records, facts
+                run.records.append(record)
+        for key, server in running.items():
+            facts[key]["memory_after_load"] = processes.memory(server.process.pid)
+    for fact in facts.values():
+        if fact.get("cold_start_s"):
+            fact["cold_start_median_s"] = statistics.median(fact["cold_start_s"])
+    return run
 
 
 def _index(records: list[dict[str, Any]]) -> dict[tuple[str, int, int, str], dict[str, Any]]:
@@ -530,10 +691,13 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 def ratios(records: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
     """Ours against each baseline (and payload log on against off) at every point."""
     index = _index(records)
-    ours = [k for k in (systems.OURS, systems.OURS_NO_LOG, systems.OURS_ARROW) if k in keys]
+    mine = (systems.OURS, systems.OURS_NO_LOG, systems.OURS_ARROW, systems.OURS_V2)
+    ours = [k for k in mine if k in keys]
     pairs = [(o, b) for o in ours for b in systems.BASELINES if b in keys]
     if systems.OURS in keys and systems.OURS_NO_LOG in keys:
         pairs.append((systems.OURS, systems.OURS_NO_LOG))
+    if systems.OURS in keys and systems.OURS_V2 in keys:
+        pairs.append((systems.OURS_V2, systems.OURS))
     compared = []
     for record in records:
         for system, baseline in pairs:
@@ -616,32 +780,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         if loaded.schema.categorical:
             raise SystemExit(f"{tag} has categorical features; the baselines take numbers only")
         rows = sample_rows(store.load_reference(tag), names, max((1, *plan.batch_rows)))
-        raw = measure_raw(
-            loaded.pipeline, rows, names, (*RAW_BATCHES, *plan.batch_rows), plan.raw_seconds
-        )
-        scripts: Scripts = {
-            (size, "json"): script
-            for size, script in write_scripts(rows, (1, *plan.batch_rows), work).items()
-        }
-        arrow = write_arrow_scripts(rows, names, plan.batch_rows, work)
-        scripts |= {(size, "arrow"): script for size, script in arrow.items()}
+        model = in_process.of(tag)
+        raw = measure_raw(model, rows, names, (*RAW_BATCHES, *plan.batch_rows), plan.raw_seconds)
+        expected = loaded.pipeline.predict_proba(pd.DataFrame(rows[:1], columns=names))
         context = systems.Context(tag=tag, home=home, work=work)
-        chosen = systems.build(context, args.payload_log, args.baselines)
-        records, facts = run_http(chosen, plan, scripts, work)
+        chosen = systems.build(context, args.payload_log, args.baselines, v2=args.v2)
+        failed = install_peers(chosen)
+        scripts = Scripts(rows, names, context.model_name, work)
+        run = run_http(chosen, plan, scripts, work, expected, failed)
     machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    measured = [s.key for s in chosen if s.key not in run.failed]
     results = {
         "started_at": started_at,
         "model": {"tag": tag, "features": len(names), "labels": loaded.labels},
         "plan": {**asdict(plan), "quick": args.quick, "payload_log": args.payload_log},
         "machine": machine,
-        "systems": facts,
-        "points": records,
-        "ratios": ratios(records, [s.key for s in chosen]),
+        "systems": run.facts,
+        "failed": run.failed,
+        "points": run.records,
+        "ratios": ratios(run.records, measured),
+        "raw_runtime": model.runtime,
+        "raw_description": model.description,
         "raw": raw,
-        "batch_vs_raw": batch_vs_raw(records, raw),
+        "batch_vs_raw": batch_vs_raw(run.records, raw),
+        "after_burst": run.after_burst,
     }
+    results["goals"] = [goal.to_json() for goal in goals.compute(results)]
     written = report.write(results, args.out)
     print("wrote " + ", ".join(str(path) for path in written), flush=True)
+    for goal in results["goals"]:
+        print(report.goal_line(goal), flush=True)
+    if run.failed:
+        print(f"not measured: {', '.join(sorted(run.failed))} (see {written[1]})", flush=True)
+        return 1
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import Protocol
 import psutil
 
 BENTOML_WORKER = "_bentoml_impl.worker"
+SPAWNED_WORKER = "multiprocessing.spawn"  # MLServer's and KServe's worker processes
 
 
 class ServerProcess(Protocol):
@@ -64,9 +65,9 @@ def _rss(processes: Iterable[psutil.Process]) -> int:
     return total
 
 
-def _is_worker(process: psutil.Process) -> bool:
+def _is_worker(process: psutil.Process, marker: str = BENTOML_WORKER) -> bool:
     try:
-        return any(BENTOML_WORKER in part for part in process.cmdline())
+        return any(marker in part for part in process.cmdline())
     except psutil.NoSuchProcess:
         return False
 
@@ -74,11 +75,15 @@ def _is_worker(process: psutil.Process) -> bool:
 def memory(pid: int) -> dict[str, float | list[float]]:
     """Resident memory in MiB: per worker process (with its own children) and the whole tree.
 
-    BentoML's workers are the `_bentoml_impl.worker` processes under `bentoml serve`; a
-    server without such children (uvicorn) is its own single worker.
+    BentoML's workers are the `_bentoml_impl.worker` processes under `bentoml serve`;
+    MLServer's and KServe's are the processes their parent spawned with multiprocessing (for
+    MLServer, the parent serves HTTP too: it counts in the whole tree only); a server
+    without such children (uvicorn) is its own single worker.
     """
     processes = tree(pid)
-    workers = [p for p in processes if _is_worker(p)] or processes[:1]
+    workers = [p for p in processes if _is_worker(p)]
+    workers = workers or [p for p in processes[1:] if _is_worker(p, SPAWNED_WORKER)]
+    workers = workers or processes[:1]
     per_worker = [_rss(tree(worker.pid)) / 2**20 for worker in workers]
     return {
         "workers": len(per_worker),

@@ -46,8 +46,9 @@ def _header(results: dict[str, Any]) -> list[str]:
     git = machine["git"]
     changed = f", {len(git['changed_files'])} files changed" if git["changed_files"] else ""
     quick = " (--quick)" if plan["quick"] else ""
+    others = [f["label"] for k, f in results["systems"].items() if not k.startswith("ours")]
     return [
-        "# Serving benchmark: ours, plain FastAPI, default BentoML",
+        "# Serving benchmark: " + ", ".join(["ours", *others]),
         "",
         f"Produced by `python -m bench.harness`{quick} at {results['started_at']}. "
         f"Every system serves `{results['model']['tag']}` "
@@ -126,31 +127,116 @@ def _points(results: dict[str, Any]) -> list[str]:
 
 
 def _ratios(results: dict[str, Any]) -> list[str]:
-    pairs = list(dict.fromkeys((r["system"], r["baseline"]) for r in results["ratios"]))
-    if not pairs:
+    if not results["ratios"]:
         return []
-    header = ["point"]
-    for system, baseline in pairs:
-        name = f"{_label(results, system)} ÷ {_label(results, baseline)}"
-        header += [f"{name}: rows/s", f"{name}: p99"]
-    by_point: dict[tuple[str, int, int], dict[tuple[str, str], dict[str, Any]]] = {}
-    for r in results["ratios"]:
-        key = (r["kind"], r["rows"], r["concurrency"])
-        by_point.setdefault(key, {})[(r["system"], r["baseline"])] = r
-    rows = []
-    for (_, n, c), found in by_point.items():
-        row = [_point({"rows": n, "concurrency": c})]
-        for pair in pairs:
-            ratio = found.get(pair, {})
-            row += [_num(ratio.get("throughput_ratio"), 2), _num(ratio.get("p99_ratio"), 2)]
-        rows.append(row)
+    rows = [
+        [
+            _point(r),
+            f"{_label(results, r['system'])} ÷ {_label(results, r['baseline'])}",
+            _num(r["throughput_ratio"], 2),
+            _num(r["p99_ratio"], 2),
+        ]
+        for r in results["ratios"]
+    ]
     return [
         "## Ratios",
         "",
-        "Each column is *system ÷ baseline*; throughput above 1 and p99 below 1 mean the "
-        "first system did better.",
+        "*system ÷ baseline* at each point; rows/s above 1 and p99 below 1 mean the first "
+        "system did better.",
         "",
-        *_table(header, rows, "l" + "r" * (len(header) - 1)),
+        *_table(["point", "system ÷ baseline", "rows/s", "p99"], rows, "llrr"),
+        "",
+    ]
+
+
+def _figure(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    return {
+        "share": f"{value:.1%}",
+        "ms": f"{value:.1f} ms",
+        "count": f"{value:,.0f}",
+    }.get(unit, f"{value:.2f}")
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "**missed**", None: "not measured"}[met]
+
+
+def goal_line(goal: dict[str, Any]) -> str:
+    """One goal on one line, for the console."""
+    return (
+        f"goal: {goal['name']}: {_figure(goal['value'], goal['unit'])} "
+        f"(target {goal['target']}): {_verdict(goal['met'])}; {goal['figures']}"
+    )
+
+
+def _goals(results: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            g["name"],
+            g["target"],
+            _figure(g["value"], g["unit"]),
+            _verdict(g["met"]),
+            g["figures"],
+        ]
+        for g in results.get("goals", [])
+    ]
+    if not rows:
+        return []
+    return [
+        "## Goals",
+        "",
+        "Computed from this run only: every ratio is between systems measured side by side "
+        "on this machine, point by point.",
+        "",
+        *_table(["goal", "target", "this run", "verdict", "figures"], rows, "llrll"),
+        "",
+    ]
+
+
+def _failed(results: dict[str, Any]) -> list[str]:
+    failed = results.get("failed") or {}
+    if not failed:
+        return []
+    lines = ["## Not measured", ""]
+    for key, reason in failed.items():
+        lines += [
+            f"- **{_label(results, key)}**:",
+            "",
+            "  ```",
+            *(f"  {line}" for line in reason.splitlines()),
+            "  ```",
+            "",
+        ]
+    return lines
+
+
+def _after_burst(results: dict[str, Any]) -> list[str]:
+    records = results.get("after_burst") or []
+    if not records:
+        return []
+    plan = results["plan"]
+    rows = [
+        [
+            r["label"],
+            _num(r["before"]["p50_ms"], 2),
+            _num(r["burst"]["requests_per_s"]),
+            _num(r["right_after"]["p50_ms"], 2),
+            _num(r["after_rest"]["p50_ms"], 2),
+        ]
+        for r in records
+    ]
+    header = ["system", "p50 ms before", "burst req/s", "p50 ms right after"]
+    header.append(f"p50 ms after {plan['rest_s']} s rest")
+    return [
+        "## A single client before and after a burst",
+        "",
+        f"`bench.after_burst`'s measurement on the servers of this run, before the points: one "
+        f"connection for {plan['probe_s']} s, a burst of {plan['burst_s']} s at 64 "
+        "connections, one connection again right after it and after a rest.",
+        "",
+        *_table(header, rows, "lrrrr"),
         "",
     ]
 
@@ -159,8 +245,8 @@ def _raw(results: dict[str, Any]) -> list[str]:
     lines = [
         "## The model in process",
         "",
-        "`pipeline.predict_proba` on a prepared pandas frame in the harness's process, "
-        "no HTTP, no JSON: the model's own limit.",
+        f"{results.get('raw_description', '`pipeline.predict_proba` on a prepared frame')} "
+        "in the harness's process, no HTTP, no JSON: the model's own limit.",
         "",
     ]
     rows = [
@@ -209,8 +295,10 @@ def _memory(results: dict[str, Any]) -> list[str]:
     return [
         "## Cold start and memory",
         "",
-        "Cold start: from starting the server command to the first 200 from `/readyz`. "
-        "RSS per worker: the worker process and its children.",
+        "Cold start: from starting the server command to the first 200 from its readiness "
+        "route (`/readyz`; MLServer and KServe: `/v2/health/ready`). RSS per worker: the worker "
+        "process and its children; MLServer's and KServe's parent process (for MLServer, its "
+        "HTTP front) counts in all processes only.",
         "",
         *_table(header, rows, "lrlrrrr"),
         "",
@@ -219,12 +307,15 @@ def _memory(results: dict[str, Any]) -> list[str]:
 
 def _systems(results: dict[str, Any]) -> list[str]:
     lines = ["## Systems", ""]
-    lines += [f"- **{f['label']}**: {f['description']}" for f in results["systems"].values()]
+    for fact in results["systems"].values():
+        specs = f" Installed: {', '.join(fact['specs'])}." if fact.get("specs") else ""
+        lines.append(f"- **{fact['label']}**: {fact['description']}.{specs}")
     return [*lines, ""]
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = _header(results) + _systems(results) + _points(results) + _ratios(results)
+    lines = _header(results) + _goals(results) + _failed(results) + _systems(results)
+    lines += _points(results) + _ratios(results) + _after_burst(results)
     lines += _raw(results) + _memory(results)
     return "\n".join(lines)
 

@@ -19,6 +19,8 @@ from bench.harness import QUICK, plan_points
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMS = {"ours", "fastapi", "default_bento"}
 ARROW = "ours_arrow"  # ours' server again, with Arrow batch bodies: batch points only
+SINGLE_ONLY = {"ours_v2", "mlserver", "kserve"}  # single-row points only
+STARTED = SYSTEMS | {"mlserver", "kserve"}  # each with a server of its own
 
 # wrk's report as printed: one-letter units are padded with a trailing space ("1.20s ")
 WRK_SECONDS = "\n".join(
@@ -82,7 +84,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=1500,  # the first run installs the peers' virtualenvs
         check=False,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
@@ -91,15 +93,16 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.integration
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(1600)
 def test_quick_run_measures_every_system_at_every_point(results: Path) -> None:
     data = json.loads((results / "serving.json").read_text())
-    assert set(data["systems"]) == {*SYSTEMS, ARROW}
+    assert set(data["systems"]) == {*SYSTEMS, ARROW, *SINGLE_ONLY}
+    assert data["failed"] == {}
     measured = {(p["kind"], p["rows"], p["concurrency"], p["system"]): p for p in data["points"]}
     expected = {
         (point.kind, point.rows, point.concurrency, system)
         for point in plan_points(QUICK)
-        for system in (SYSTEMS | {ARROW} if point.kind == "batch" else SYSTEMS)
+        for system in (SYSTEMS | {ARROW} if point.kind == "batch" else SYSTEMS | SINGLE_ONLY)
     }
     assert set(measured) == expected
     for key, point in measured.items():
@@ -109,19 +112,24 @@ def test_quick_run_measures_every_system_at_every_point(results: Path) -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(1600)
 def test_quick_run_reports_ratios_raw_speed_cold_start_and_memory(results: Path) -> None:
     data = json.loads((results / "serving.json").read_text())
     baselines = {(r["system"], r["baseline"]) for r in data["ratios"]}
+    others = ("fastapi", "default_bento", "mlserver", "kserve")
     assert baselines == {
-        (ours, baseline) for ours in ("ours", ARROW) for baseline in ("fastapi", "default_bento")
+        *(("ours", baseline) for baseline in others),
+        *(("ours_v2", baseline) for baseline in others),
+        (ARROW, "fastapi"),
+        (ARROW, "default_bento"),
+        ("ours_v2", "ours"),
     }
     assert all(r["throughput_ratio"] > 0 for r in data["ratios"])
     assert {r["batch"] for r in data["raw"]} >= {1, 256}
     assert {r["system"] for r in data["batch_vs_raw"]} == {"ours", ARROW}
     assert all(r["fraction"] > 0 for r in data["batch_vs_raw"])
     assert "memory_idle" not in data["systems"][ARROW]  # no server of its own
-    for key in SYSTEMS:
+    for key in STARTED:
         system = data["systems"][key]
         assert system["cold_start_median_s"] > 0
         assert all(mib > 0 for mib in system["memory_after_load"]["per_worker_mib"])
@@ -131,9 +139,33 @@ def test_quick_run_reports_ratios_raw_speed_cold_start_and_memory(results: Path)
 
 @pytest.mark.integration
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(1600)
 def test_quick_run_writes_markdown_and_png(results: Path) -> None:
     markdown = (results / "serving.md").read_text()
-    for heading in ("## Throughput and latency", "## Ratios", "## Cold start and memory"):
+    for heading in (
+        "## Goals",
+        "## Throughput and latency",
+        "## Ratios",
+        "## A single client before and after a burst",
+        "## Cold start and memory",
+    ):
         assert heading in markdown
     assert (results / "serving.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.timeout(1600)
+def test_quick_run_measures_a_single_client_and_computes_the_goals(results: Path) -> None:
+    data = json.loads((results / "serving.json").read_text())
+    assert [r["system"] for r in data["after_burst"]] == ["ours", "fastapi"]
+    for record in data["after_burst"]:
+        for phase in ("before", "burst", "right_after", "after_rest"):
+            assert record[phase]["requests"] > 0, (record["system"], phase)
+    found = {goal["name"]: goal for goal in data["goals"]}
+    assert len(found) == 9
+    # --quick measures neither 64 connections nor 10,000-row batches
+    measured = [g for g in found.values() if g["met"] is not None]
+    assert [g["name"] for g in measured] == [
+        name for name in found if name.startswith("single client p50")
+    ]
