@@ -76,7 +76,7 @@ def answered(rows: Sequence[RowAnswer], classes: list[str]) -> Outputs:
     """One call's rows, handed back by the batcher, as that call's outputs."""
     predictions = np.array([row.prediction for row in rows])
     first = rows[0].probabilities
-    probabilities = None if first is None else np.vstack([row.probabilities for row in rows])
+    probabilities = None if first is None else np.array([row.probabilities for row in rows])
     return Outputs(predictions, probabilities, classes)
 
 

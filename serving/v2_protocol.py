@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Annotated, Any, Final, NamedTuple
 
 import numpy as np
@@ -21,10 +22,18 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from model.outputs import Outputs
 from model.schema import FeatureSchema
-from model.values import CategoryColumn, NumberColumn, Problem, category_column, number_column
+from model.values import (
+    MAX_ABS_NUMBER,
+    CategoryColumn,
+    NumberColumn,
+    Problem,
+    category_column,
+    number_column,
+)
 
 from .v2_tensors import (
     BYTES,
+    INTEGER_TYPES,
     NUMBER_TYPES,
     Tensor,
     TensorError,
@@ -185,12 +194,25 @@ class InferCall:
     outputs: tuple[Requested, ...]
     names: list[str] = field(default_factory=list)
     answer: Outputs | None = None  # once answered
+    # the [N, F] float64 values the columns are views of, when the request was one matrix
+    matrix: np.ndarray | None = None
+    _instances: list[tuple[Any, ...]] | None = field(default=None, repr=False, compare=False)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.columns, columns=self.names)
 
     def instances(self) -> list[tuple[Any, ...]]:
         """The rows as the payload log and the batcher take them: None where missing."""
+        if self._instances is None:
+            self._instances = self._rows()
+        return self._instances
+
+    def _rows(self) -> list[tuple[Any, ...]]:
+        if self.matrix is not None:
+            rows = self.matrix.tolist()
+            if np.isnan(np.add.reduce(self.matrix, axis=None)):  # NaN only where missing
+                return [tuple(None if v != v else v for v in row) for row in rows]
+            return list(map(tuple, rows))
         lists = []
         for values in self.columns.values():
             column = values.tolist()
@@ -211,14 +233,27 @@ def read_call(
         raise V2Error(400, _first_problem(error)) from None
     schema = model.schema
     assert schema is not None
+    names = schema.names
     try:
         rows, matrix = _plan(request.inputs, schema, max_rows)
-        width = len(schema.names) if matrix else 1
-        tensors = _tensors(request.inputs, binary, rows * width)
-        columns = _matrix_columns(tensors[0], schema) if matrix else _columns(tensors, schema)
+        width = len(names) if matrix else 1
+        # plain numbers skip Arrow; anything else, and every refusal, goes by the rule
+        values = None if binary else _plain_numbers(request.inputs, schema, rows * width)
+        if values is None:
+            tensors = _tensors(request.inputs, binary, rows * width)
+            if matrix:
+                values = [_matrix_values(tensors[0], schema)]
+            else:
+                values = list(_columns(tensors, schema).values())
     except TensorError as error:
         raise V2Error(400, str(error)) from None
-    return InferCall(request.id, rows, columns, _requested(request, model), schema.names)
+    requested = _requested(request, model)
+    if not matrix:
+        columns = dict(zip(names, values, strict=True))
+        return InferCall(request.id, rows, columns, requested, names)
+    grid = values[0].reshape(-1, width)
+    columns = dict(zip(names, grid.T, strict=True))  # each a view of the grid
+    return InferCall(request.id, rows, columns, requested, names, matrix=grid)
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
@@ -352,8 +387,8 @@ def _tensors(inputs: Sequence[RequestInput], binary: memoryview, most: int) -> l
     return tensors
 
 
-def _matrix_columns(tensor: Tensor, schema: FeatureSchema) -> dict[str, np.ndarray]:
-    """The [N, F] tensor's values by the rule of numeric features; refusals located."""
+def _matrix_values(tensor: Tensor, schema: FeatureSchema) -> np.ndarray:
+    """The [N, F] tensor's values, flat, by the rule of numeric features; refusals located."""
     names = schema.names
     width = len(names)
     checked = number_column(tensor.values, LISTED_PROBLEMS)
@@ -364,8 +399,56 @@ def _matrix_columns(tensor: Tensor, schema: FeatureSchema) -> dict[str, np.ndarr
             for p in checked.problems
         ]
         raise TensorError(_refusals(located, checked.refused_count))
-    matrix = checked.values.reshape(-1, width)
-    return {name: matrix[:, index] for index, name in enumerate(names)}
+    return checked.values
+
+
+def _plain_numbers(
+    inputs: Sequence[RequestInput], schema: FeatureSchema, count: int
+) -> list[np.ndarray] | None:
+    """The float64 values of JSON tensors that hold `count` plain numbers each (flat or one
+    level nested), all within the limits, in schema order: what the rule would accept
+    unchanged, without Arrow. None for anything else: the rule reads it, and says why."""
+    if schema.categorical:
+        return None
+    by_name = {tensor.name: tensor for tensor in inputs}
+    values = []
+    for tensor in inputs if len(inputs) == 1 else (by_name[name] for name in schema.names):
+        array = _plain_tensor(tensor, count)
+        if array is None:
+            return None
+        values.append(array)
+    return values
+
+
+_NUMBERS: Final = frozenset({float, int})
+_WHOLE_NUMBERS: Final = frozenset({int})
+_LISTS: Final = frozenset({list})
+
+
+def _plain_tensor(tensor: RequestInput, count: int) -> np.ndarray | None:
+    data = tensor.data
+    if (
+        data is None
+        or len(data) == 0
+        or tensor.datatype not in NUMBER_TYPES
+        or (tensor.parameters or {}).get("binary_data_size") is not None
+    ):
+        return None
+    kinds = set(map(type, data))
+    if kinds == _LISTS:
+        data = list(chain.from_iterable(data))
+        kinds = set(map(type, data))
+    allowed = _WHOLE_NUMBERS if tensor.datatype in INTEGER_TYPES else _NUMBERS
+    if len(data) != count or not kinds <= allowed:
+        return None
+    try:
+        array = np.array(data, dtype=np.float64)
+    except OverflowError:
+        return None
+    lowest, highest = np.minimum.reduce(array), np.maximum.reduce(array)  # NaN if any is
+    if not (lowest >= -MAX_ABS_NUMBER and highest <= MAX_ABS_NUMBER):
+        return None
+    return array
 
 
 def _columns(tensors: list[Tensor], schema: FeatureSchema) -> dict[str, np.ndarray]:

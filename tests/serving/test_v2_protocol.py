@@ -101,6 +101,75 @@ def test_a_matrix_tensor_for_numeric_models():
     assert call.instances() == [(1.0, 2.0, 3.0), (4.0, 5.0, 6.0)]
 
 
+def binary_read(inputs: list[dict], model: ServedModel) -> InferCall:
+    """The same tensors sent as FP64 binary data: read by the rule of `model.values`."""
+    tensors, sections = [], []
+    for tensor in inputs:
+        section = binary_data(np.array(tensor["data"], dtype=np.float64), "FP64")
+        parameters = {"binary_data_size": len(section)}
+        tensors.append({**tensor, "datatype": "FP64", "data": None, "parameters": parameters})
+        sections.append(section)
+    header = body([{k: v for k, v in t.items() if v is not None} for t in tensors])
+    return read_call(header + b"".join(sections), str(len(header)), model, 10)
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        [
+            {
+                "name": "input",
+                "shape": [2, 3],
+                "datatype": "FP64",
+                "data": [1.5, -2, 3, 4, 0.0, 1e15],
+            }
+        ],
+        [{"name": "input", "shape": [2, 3], "datatype": "FP32", "data": [[1.5, -2, 3], [4, 0, 6]]}],
+        [{"name": "input", "shape": [2, 3], "datatype": "INT64", "data": [1, 2, 3, 4, 5, -6]}],
+        [
+            {"name": "c", "shape": [2, 1], "datatype": "FP64", "data": [[0.25], [-1e15]]},
+            {"name": "a", "shape": [2], "datatype": "INT32", "data": [7, 8]},
+            {"name": "b", "shape": [2], "datatype": "FP16", "data": [0.5, 9]},
+        ],
+    ],
+)
+def test_json_numbers_read_as_the_rule_reads_them(inputs):
+    call = read_call(body(inputs), None, PRICES, 10)
+    expected = binary_read(inputs, PRICES)
+    assert call.instances() == expected.instances()
+    assert all(isinstance(v, float) for row in call.instances() for v in row)
+    assert call.frame().equals(expected.frame())
+
+
+@pytest.mark.parametrize("data", [[1, [2], 3], [[1, [2]], [3]], [[1], [], [2, 3]]])
+def test_json_data_nested_any_way_is_read_row_major(data):
+    inputs = [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": data}]
+    assert read_call(body(inputs), None, PRICES, 10).instances() == [(1.0, 2.0, 3.0)]
+
+
+@pytest.mark.parametrize(
+    ("data", "datatype", "message"),
+    [
+        ([1, 2, True], "FP64", "data[2] is a boolean, FP64 takes a number"),
+        ([1, 2.5, 3], "INT64", "data[1] = 2.5 is not a whole number (INT64)"),
+        ([1, 2, 2**70], "INT64", "index [0, 2] (feature 'c'): beyond ±1e15"),
+        ([1, 2, -1e300], "FP64", "index [0, 2] (feature 'c'): beyond ±1e15"),
+        ([1, 2, "3"], "FP64", "data[2] is text, FP64 takes a number"),
+        ([1, 2], "FP64", "data has 2 elements, its shape holds 3"),
+    ],
+)
+def test_json_numbers_the_rule_refuses(data, datatype, message):
+    inputs = [{"name": "input", "shape": [1, 3], "datatype": datatype, "data": data}]
+    assert message in refused(body(inputs), PRICES)
+
+
+def test_missing_json_numbers_stay_missing():
+    inputs = [{"name": "input", "shape": [2, 3], "datatype": "FP64", "data": [1, None, 3, 4, 5, 6]}]
+    call = read_call(body(inputs), None, PRICES, 10)
+    assert call.instances() == [(1.0, None, 3.0), (4.0, 5.0, 6.0)]
+    assert np.isnan(call.frame()["b"][0])
+
+
 @pytest.mark.parametrize(
     ("model", "inputs", "message"),
     [
