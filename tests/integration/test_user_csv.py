@@ -37,9 +37,8 @@ def churn_csv(path) -> None:
     ).to_csv(path, index=False)
 
 
-@pytest.fixture(scope="module")
-def churn_server(bentoml_home, tmp_path_factory):
-    work = tmp_path_factory.mktemp("churn")
+def train_churn(work, name: str) -> str:
+    """`python -m train` on a churn CSV written to `work`, as a user runs it; the new tag."""
     churn_csv(work / "churn.csv")
     trained = subprocess.run(
         [
@@ -51,7 +50,7 @@ def churn_server(bentoml_home, tmp_path_factory):
             "--target",
             "churned",
             "--name",
-            "churn",
+            name,
             "--estimator",
             "random_forest",
             "--min-score",
@@ -64,7 +63,13 @@ def churn_server(bentoml_home, tmp_path_factory):
         check=False,
     )
     assert trained.returncode == 0, trained.stderr
-    tag = json.loads(trained.stdout.strip().splitlines()[-1])["tag"]
+    return json.loads(trained.stdout.strip().splitlines()[-1])["tag"]
+
+
+@pytest.fixture(scope="module")
+def churn_server(bentoml_home, tmp_path_factory):
+    work = tmp_path_factory.mktemp("churn")
+    tag = train_churn(work, "churn")
     server = Server(bentoml_home, work / "serve.log", MODEL_TAG=tag)
     try:
         server.wait_ready()

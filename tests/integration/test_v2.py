@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -27,7 +26,7 @@ from tritonclient.utils import InferenceServerException
 from bench.local import ROOT, Server
 from model import store
 from monitoring.payloads import read_records, to_frame
-from tests.integration.test_user_csv import churn_csv
+from tests.integration.test_user_csv import train_churn
 from train.data import load_default
 
 pytestmark = pytest.mark.integration
@@ -326,31 +325,7 @@ def test_kserve_client_matches_predict(server, binary, tmp_path):
 @pytest.fixture(scope="module")
 def churn_v2(bentoml_home, tmp_path_factory):
     work = tmp_path_factory.mktemp("churn-v2")
-    churn_csv(work / "churn.csv")
-    trained = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "train",
-            "--data",
-            str(work / "churn.csv"),
-            "--target",
-            "churned",
-            "--name",
-            "churnv2",
-            "--estimator",
-            "random_forest",
-            "--min-score",
-            "0.8",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert trained.returncode == 0, trained.stderr
-    tag = json.loads(trained.stdout.strip().splitlines()[-1])["tag"]
+    tag = train_churn(work, "churnv2")
     log_dir = work / "payloads"
     server = Server(
         bentoml_home,
