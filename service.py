@@ -170,12 +170,12 @@ class TabularModel:
     @bentoml.api(input_spec=BatchInput)
     def predict_batch(self, instances: Instances, ctx: bentoml.Context) -> PredictResponse:
         """Many instances in one call. Also Arrow: application/vnd.apache.arrow.stream."""
-        frame = self.predictor.frame(instances)
-        outputs = self.predictor.answer(frame, "/predict_batch")
-        self.capture_batch(ctx.request.scope, frame, outputs)
+        columns = self.predictor.columns(instances)
+        outputs = self.predictor.answer(columns, "/predict_batch")
+        self.capture_batch(ctx.request.scope, columns, outputs)
         if accepts_arrow(ctx.request):
             return Response(self.predictor.arrow_response(outputs), media_type=ARROW_STREAM)
-        return self.predictor.response(outputs)
+        return Response(self.predictor.json_response(outputs), media_type="application/json")
 
     @bentoml.api(
         batchable=True,

@@ -38,6 +38,19 @@ class Outputs:
         probabilities = None if self.probabilities is None else self.probabilities[rows]
         return Outputs(self.predictions[rows], probabilities, self.classes)
 
+    def label_counts(self) -> dict[str, int]:
+        """How many rows got each predicted label (classifiers), labels as text."""
+        if self.probabilities is not None and len(self.classes) == self.probabilities.shape[1]:
+            # the prediction is the most probable class (`predict`)
+            counts = np.bincount(self.probabilities.argmax(axis=1), minlength=len(self.classes))
+            return {
+                label: int(n) for label, n in zip(self.classes, counts.tolist(), strict=True) if n
+            }
+        labels, counts = np.unique(self.predictions, return_counts=True)
+        return {
+            str(label): int(n) for label, n in zip(labels.tolist(), counts.tolist(), strict=True)
+        }
+
     def probability_dicts(self) -> list[dict[str, float]] | None:
         if self.probabilities is None:
             return None

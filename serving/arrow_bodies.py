@@ -37,6 +37,7 @@ from model.schema import Feature, FeatureSchema
 
 from . import ipc_metadata
 from .errors import ARROW_TOO_LARGE, MAX_REPORTED_ERRORS, summarize
+from .instances import Columns
 from .ipc_metadata import BatchMetadata, DictionaryMetadata, MetadataError, SchemaMetadata
 
 # What a body may decode to (buffers decompressed, dictionaries and views made plain).
@@ -66,7 +67,18 @@ def read_instances(
     *,
     max_decoded_bytes: int = MAX_DECODED_BYTES,
 ) -> pd.DataFrame:
-    """The instances of an Arrow IPC stream as the model's frame, or a ValidationError.
+    """The instances of an Arrow IPC stream as the model's frame, or a ValidationError."""
+    return read_columns(body, schema, max_rows, max_decoded_bytes=max_decoded_bytes).frame()
+
+
+def read_columns(
+    body: bytes,
+    schema: FeatureSchema,
+    max_rows: int,
+    *,
+    max_decoded_bytes: int = MAX_DECODED_BYTES,
+) -> Columns:
+    """The instances of an Arrow IPC stream column by column, or a ValidationError.
 
     `max_decoded_bytes` bounds what the body may decode to: its buffers decompressed, its
     dictionary and view columns made plain.
@@ -78,11 +90,7 @@ def read_instances(
         table = _decode(stream, body)
     columns = [(feature, table.column(feature.name)) for feature in schema.features]
     _refuse(_growth_errors(columns, stream.decoded_bytes, max_decoded_bytes))
-    checked = _checked_values(columns)
-    if not schema.categorical:  # one float block, as a frame built from a matrix has
-        matrix = np.column_stack([checked[name] for name in schema.names])
-        return pd.DataFrame(matrix, columns=schema.names)
-    return pd.DataFrame(checked, columns=schema.names)
+    return Columns(schema, _checked_values(columns))
 
 
 def _checked_values(columns: list[tuple[Feature, pa.ChunkedArray]]) -> dict[str, np.ndarray]:

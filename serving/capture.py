@@ -18,6 +18,7 @@ from model.outputs import Outputs
 from serving.payload_log import Exchange, Instance, SampledRows
 
 from .access_log import request_id_of
+from .instances import Columns
 
 logger = logging.getLogger(__name__)
 
@@ -123,13 +124,18 @@ class BatchCapture:
         self.model = model
         self._random = np.random.default_rng()
 
-    def __call__(self, scope: Scope, frame: pd.DataFrame, outputs: Outputs) -> None:
-        self.sample(request_id_of(scope), scope["path"], frame, outputs)
+    def __call__(self, scope: Scope, rows: pd.DataFrame | Columns, outputs: Outputs) -> None:
+        self.sample(request_id_of(scope), scope["path"], rows, outputs)
 
     def sample(
-        self, request_id: str | None, endpoint: str, frame: pd.DataFrame, outputs: Outputs
+        self,
+        request_id: str | None,
+        endpoint: str,
+        frame: pd.DataFrame | Columns,
+        outputs: Outputs,
     ) -> None:
-        """Log a sample of `frame`'s rows as one request to `endpoint` (the stream's too)."""
+        """Log a sample of `frame`'s rows as one request to `endpoint` (the stream's too);
+        checked columns become a frame of the sampled rows only."""
         if self.sample_rate <= 0 or self._random.random() >= self.sample_rate:
             return
         try:
@@ -145,7 +151,9 @@ class BatchCapture:
                     endpoint=endpoint,
                     model=self.model,
                     rows=rows,
-                    instances=frame.iloc[kept],
+                    instances=frame.iloc[kept]
+                    if isinstance(frame, pd.DataFrame)
+                    else frame.frame(kept),
                     outputs=outputs.take(kept),
                 )
             )

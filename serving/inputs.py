@@ -5,8 +5,10 @@ hold plain numbers only, so a first pass reads numeric values as strict floats (
 code runs); a body it refuses (text, booleans, or an error) is read again under the full
 rule of `model.values`, in chunks of instances, which accepts what it should and reports
 what it refuses: at most `MAX_REPORTED_ERRORS`, located by instance index and feature
-name (`locate_errors`), plus the total. The batch API also reads Arrow IPC streams
-(`arrow_bodies.py`) into the model's frame, which skips per-value objects.
+name (`locate_errors`), plus the total. The batch API reads a body of plain number rows
+straight into one float64 matrix first (`plain_matrix`: msgspec's typed decoder, then
+numpy checks the shape and the limits), and Arrow IPC streams (`arrow_bodies.py`) column
+by column; both skip a validated object per value.
 
 Large bodies are read in a worker thread, so the event loop keeps answering probes and
 small requests meanwhile; the chunks keep each step short, so the loop gets its turn.
@@ -18,17 +20,20 @@ from typing import Annotated, Any, ClassVar
 
 import anyio.to_thread
 import bentoml
+import msgspec
+import numpy as np
 import pydantic_core
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 from pydantic_core import InitErrorDetails
 from starlette.requests import Request
 
 from model.schema import FeatureSchema
+from model.values import MAX_ABS_NUMBER
 
-from .arrow_bodies import read_instances
+from .arrow_bodies import read_columns
 from .capture import remember_instances
 from .errors import MAX_REPORTED_ERRORS, summarize
-from .instances import PlainNumber, instance_type, instances_field, locate_errors
+from .instances import Columns, PlainNumber, instance_type, instances_field, locate_errors
 from .media import ARROW_MEDIA_TYPE, media_type_of
 
 # bodies up to this size are read on the event loop: a thread hop costs more than they do
@@ -45,6 +50,8 @@ class InstancesInput(bentoml.IODescriptor):
     max_rows: ClassVar[int] = 0
     max_body_bytes: ClassVar[int] = 0
     reads_arrow: ClassVar[bool] = False
+    # the batch API's first pass over an all-numeric model's bodies (see `plain_matrix`)
+    rows_decoder: ClassVar[msgspec.json.Decoder | None] = None
     plain_spec: ClassVar[type[BaseModel] | None] = None
     envelope_spec: ClassVar[type[BaseModel] | None] = None
     chunk_adapter: ClassVar[TypeAdapter | None] = None
@@ -62,8 +69,12 @@ class InstancesInput(bentoml.IODescriptor):
     def from_body(cls, body: bytes, scope: dict[str, Any]) -> InstancesInput:
         schema = cls.feature_schema
         if cls.reads_arrow and schema is not None and media_type_of(scope) == ARROW_MEDIA_TYPE:
-            frame = read_instances(body, schema, cls.max_rows, max_decoded_bytes=cls.max_body_bytes)
-            return cls.model_construct(instances=frame)  # checked column by column above
+            columns = read_columns(body, schema, cls.max_rows, max_decoded_bytes=cls.max_body_bytes)
+            return cls.model_construct(instances=columns)  # checked column by column above
+        if cls.rows_decoder is not None and schema is not None:
+            matrix = plain_matrix(cls.rows_decoder, body, len(schema.names), cls.max_rows)
+            if matrix is not None:
+                return cls.model_construct(instances=Columns.of_matrix(matrix, schema))
         spec = cls.from_json(body)
         remember_instances(scope, spec.instances)
         return spec
@@ -135,6 +146,37 @@ class InstancesInput(bentoml.IODescriptor):
             )
             raise ValidationError.from_exception_data("Input", summarize(_details(located), total))
         return cls.model_construct(instances=validated)
+
+
+class _PlainRows(msgspec.Struct):
+    instances: list[list[float | None]]
+
+
+def plain_matrix(
+    decoder: msgspec.json.Decoder, body: bytes, width: int, max_rows: int
+) -> np.ndarray | None:
+    """A body holding plain number rows only, as a float64 matrix (NaN for null); None
+    when it holds anything else, for the passes that follow to decide and explain.
+
+    What it takes, the full rule takes with the same values: JSON numbers (never
+    booleans or text, and JSON has no NaN or infinity) within ±1e15, and null, in rows
+    of `width` values, 1 to `max_rows` of them.
+    """
+    try:
+        rows = decoder.decode(body).instances
+    except msgspec.DecodeError:  # also a value of another type, or a number beyond float64
+        return None
+    if not 1 <= len(rows) <= max_rows:
+        return None
+    try:
+        matrix = np.array(rows, dtype=np.float64)
+    except ValueError:  # rows of different lengths
+        return None
+    if matrix.shape != (len(rows), width):
+        return None
+    with np.errstate(invalid="ignore"):
+        beyond = np.abs(matrix) > MAX_ABS_NUMBER  # NaN (a null) is not beyond
+    return None if beyond.any() else matrix
 
 
 def _parsed(body: bytes) -> Any:
@@ -230,4 +272,6 @@ def instances_input(
     spec.max_rows = max_rows
     spec.max_body_bytes = max_body_bytes
     spec.reads_arrow = reads_arrow
+    if reads_arrow and schema is not None and not schema.categorical:
+        spec.rows_decoder = msgspec.json.Decoder(_PlainRows)
     return spec

@@ -9,6 +9,7 @@ the field: `loc: ["instances", 3, "mean radius"]`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
@@ -156,20 +157,54 @@ def _values_in_order(instance: Sequence[Any] | Mapping[str, Any], names: Sequenc
     return tuple(instance)
 
 
-def to_columns(
-    instances: Sequence[Sequence[Any] | Mapping[str, Any]], schema: FeatureSchema
-) -> dict[str, np.ndarray]:
-    """Validated instances as one array per feature, for the compiled model (no frame)."""
-    names = schema.names
-    rows = [_values_in_order(instance, names) for instance in instances]
-    if not schema.categorical:
-        matrix = np.array(rows, dtype="float64").reshape(-1, len(names))
-        return {name: matrix[:, index] for index, name in enumerate(names)}
-    columns = zip(*rows, strict=True) if rows else ([] for _ in names)
-    return {
-        feature.name: np.array(column, dtype="float64" if feature.kind == "numeric" else object)
-        for feature, column in zip(schema.features, columns, strict=True)
-    }
+@dataclass(frozen=True)
+class Columns:
+    """Checked instances held column by column: one contiguous array per feature.
+
+    What large bodies become (a JSON matrix of plain numbers, an Arrow stream): the
+    compiled model takes the arrays as they are, and a frame is built only where one is
+    needed (scikit-learn, a payload-log sample of a few rows).
+    """
+
+    schema: FeatureSchema
+    arrays: dict[str, np.ndarray]  # float64 with NaN for a gap, or objects with None
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values()))) if self.arrays else 0
+
+    @classmethod
+    def of_matrix(cls, matrix: np.ndarray, schema: FeatureSchema) -> Columns:
+        """A float64 `[rows, features]` matrix in schema order, for an all-numeric model."""
+        by_feature = np.ascontiguousarray(matrix.T, dtype=np.float64)
+        return cls(schema, {name: by_feature[index] for index, name in enumerate(schema.names)})
+
+    @classmethod
+    def of_instances(
+        cls, instances: Sequence[Sequence[Any] | Mapping[str, Any]], schema: FeatureSchema
+    ) -> Columns:
+        """Validated instances (tuples in schema order or mappings)."""
+        names = schema.names
+        rows = [_values_in_order(instance, names) for instance in instances]
+        if not schema.categorical:
+            return cls.of_matrix(np.array(rows, dtype=np.float64).reshape(-1, len(names)), schema)
+        columns = zip(*rows, strict=True) if rows else ([] for _ in names)
+        return cls(
+            schema,
+            {
+                feature.name: np.array(
+                    column, dtype="float64" if feature.kind == "numeric" else object
+                )
+                for feature, column in zip(schema.features, columns, strict=True)
+            },
+        )
+
+    def frame(self, rows: np.ndarray | None = None) -> pd.DataFrame:
+        """The model's input frame, of the rows at `rows` (indices) or of all of them."""
+        names = self.schema.names
+        arrays = [self.arrays[name] if rows is None else self.arrays[name][rows] for name in names]
+        if not self.schema.categorical:  # one float block, as a frame built from a matrix has
+            return pd.DataFrame(np.column_stack(arrays) if arrays else None, columns=names)
+        return pd.DataFrame(dict(zip(names, arrays, strict=True)), columns=names)
 
 
 def to_frame(

@@ -45,6 +45,7 @@ class ModelMetrics:
 
     def __init__(self, model: str, labels: dict[str, str], value_buckets: Sequence[float] = ()):
         self.model = model
+        self._random = np.random.default_rng()
         self.predictions = bentoml.metrics.Counter(
             name="model_predictions",
             documentation="Predictions answered, by endpoint and predicted class "
@@ -81,12 +82,11 @@ class ModelMetrics:
             self.predictions.labels(self.model, endpoint, "value").inc(len(outputs.predictions))
             scores = outputs.predictions
         else:
-            labels, counts = np.unique(outputs.predictions, return_counts=True)
-            for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
-                self.predictions.labels(self.model, endpoint, str(label)).inc(count)
+            for label, count in outputs.label_counts().items():
+                self.predictions.labels(self.model, endpoint, label).inc(count)
             scores = top
         if len(scores) > SCORES_PER_CALL:
-            scores = np.random.default_rng().choice(scores, SCORES_PER_CALL, replace=False)
+            scores = self._random.choice(scores, SCORES_PER_CALL, replace=False)
         histogram = self.scores.labels(self.model, endpoint)
         for score in scores.tolist():
             histogram.observe(score)

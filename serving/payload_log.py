@@ -18,7 +18,6 @@ slow, full or failing disk never slows or fails a prediction. `close()` drains t
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import queue
@@ -33,6 +32,7 @@ from logging.handlers import QueueListener, RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pandas as pd
 
 from model.outputs import Outputs
@@ -73,7 +73,8 @@ class SampledRows:
 
 
 def _compact_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    """Compact JSON; a float NaN (a gap in a frame) is written as null."""
+    return msgspec.json.encode(value)
 
 
 def _in_schema_order(instance: Instance, feature_names: Sequence[str]) -> list[Any]:
@@ -111,7 +112,7 @@ def to_line(exchange: Exchange, feature_names: Sequence[str]) -> bytes:
 def sample_line(sample: SampledRows) -> bytes:
     """The sampled rows as one log line, in the shape of a logged request."""
     frame = sample.instances
-    values = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+    values = frame.to_numpy().tolist()  # gaps are NaN or None: null either way
     outputs = sample.outputs
     line = {
         "ts": datetime.fromtimestamp(sample.timestamp, UTC).isoformat(),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
+import numpy as np
 from bentoml.validators import ContentType
 from pydantic import BaseModel, BeforeValidator, Field
 from typing_extensions import TypedDict
@@ -47,6 +49,44 @@ def envelope_from_rows(value: Any) -> Any:
 RowsEnvelope = Annotated[
     PredictResponse, BeforeValidator(envelope_from_rows), ContentType("application/json")
 ]
+
+
+def json_answer(outputs: Outputs, tag: str) -> bytes:
+    """The `PredictResponse` of `outputs` as JSON bytes, without a Python object per row."""
+    probabilities = (
+        b"null"
+        if outputs.probabilities is None
+        else _probability_objects(outputs.probabilities, outputs.classes)
+    )
+    return b"".join(
+        [
+            b'{"model":',
+            msgspec.json.encode(tag),
+            b',"predictions":',
+            msgspec.json.encode(outputs.predictions.tolist()),
+            b',"probabilities":',
+            probabilities,
+            b"}",
+        ]
+    )
+
+
+def _probability_objects(probabilities: np.ndarray, classes: list[str]) -> bytes:
+    """`[{"<class>": p, ...}, ...]`, one object per row: the numbers are written once as a
+    flat JSON list, and its pieces are joined between the keys."""
+    rows, width = probabilities.shape
+    if rows == 0:
+        return b"[]"
+    numbers = msgspec.json.encode(probabilities.ravel().tolist())[1:-1].split(b",")
+    keys = [msgspec.json.encode(label) + b":" for label in classes]
+    pieces = np.empty((rows, 2 * width + 1), dtype=object)
+    pieces[:, 0] = b"{" + keys[0]
+    for index in range(1, width):
+        pieces[:, 2 * index] = b"," + keys[index]
+    pieces[:, 1::2] = np.array(numbers, dtype=object).reshape(rows, width)
+    pieces[:, -1] = b"},"
+    objects = b"".join(pieces.ravel().tolist())
+    return b"[" + objects[:-1] + b"]"
 
 
 def arrow_answer(outputs: Outputs, tag: str) -> bytes:

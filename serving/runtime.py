@@ -12,14 +12,14 @@ import pandas as pd
 from model.outputs import Outputs
 from model.store import LoadedModel
 
-from .instances import to_columns, to_frame
-from .responses import PredictResponse, Row, arrow_answer
+from .instances import Columns, to_frame
+from .responses import PredictResponse, Row, arrow_answer, json_answer
 
 logger = logging.getLogger(__name__)
 
 
-# validated instances (tuples in schema order or mappings), or a frame already checked
-Instances = Sequence[Sequence[Any] | Mapping[str, Any]] | pd.DataFrame
+# validated instances (tuples in schema order or mappings), or checked columns or frame
+Instances = Sequence[Sequence[Any] | Mapping[str, Any]] | Columns | pd.DataFrame
 Observer = Callable[[str, "Outputs"], None]
 
 
@@ -55,14 +55,22 @@ class Predictor:
         if isinstance(instances, pd.DataFrame):
             return self.outputs(instances)
         if self._compiled is not None:  # straight from the validated values: no frame
-            return self._compiled.outputs_from_columns(to_columns(instances, self.schema))
-        return self.outputs(to_frame(instances, self.schema))
+            return self._compiled.outputs_from_columns(self.columns(instances).arrays)
+        return self.outputs(self.frame(instances))
 
     def frame(self, instances: Instances) -> pd.DataFrame:
-        """Validated instances as the model's frame; a frame read from Arrow is already one."""
+        """Validated instances as the model's frame."""
         if isinstance(instances, pd.DataFrame):
             return instances
+        if isinstance(instances, Columns):
+            return instances.frame()
         return to_frame(instances, self.schema)
+
+    def columns(self, instances: Sequence[Sequence[Any] | Mapping[str, Any]] | Columns) -> Columns:
+        """Validated instances column by column; checked columns are already."""
+        if isinstance(instances, Columns):
+            return instances
+        return Columns.of_instances(instances, self.schema)
 
     def answer(self, instances: Instances, endpoint: str) -> Outputs:
         """Predict for validated instances (or a checked frame) and record the metrics."""
@@ -81,6 +89,10 @@ class Predictor:
             predictions=outputs.predictions.tolist(),
             probabilities=outputs.probability_dicts(),
         )
+
+    def json_response(self, outputs: Outputs) -> bytes:
+        """`response(outputs)` as JSON, written in one pass without a model object per row."""
+        return json_answer(outputs, self.tag)
 
     def arrow_response(self, outputs: Outputs) -> bytes:
         """The answer as an Arrow IPC stream, the model's tag in the schema's metadata."""
