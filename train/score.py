@@ -6,18 +6,22 @@ categories as text, null allowed), good rows are predicted in one call, and bad 
 written to an errors file with their row number, column and problem, never dropped
 silently.
 
-Reading and checking the next chunk (its columns in two threads), and writing the
+Reading and checking the next chunk (text columns in two threads), and writing the
 previous one, run in background threads while the model predicts the current chunk: Arrow
 and numpy release the GIL, so on two cores most of the I/O hides behind the prediction.
-At most three chunks are in memory at once.
+The ONNX model reads the checked arrays without a pandas frame, in slices of a few thousand
+rows that run on every core at once (onnxruntime releases the GIL too); scikit-learn reads
+a frame built in the checking thread. At most three chunks are in memory at once.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import io
 import logging
+import os
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +38,7 @@ from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
 from model import tables, values
-from model.outputs import PREDICTION_COLUMN
+from model.outputs import PREDICTION_COLUMN, Outputs
 from model.schema import Feature, FeatureSchema
 from model.store import LoadedModel
 
@@ -61,12 +65,22 @@ class ScoreSummary:
 class CheckedChunk:
     """One chunk of the input after the checks; rows are numbered from 1 over the file."""
 
-    row_numbers: np.ndarray  # of the rows in `features`
-    features: pd.DataFrame  # every readable row of the chunk, as the model's input
+    row_numbers: np.ndarray  # of the rows in `columns`
+    # every readable row of the chunk as the model's input, one array per feature in schema
+    # order: float64 with NaN for a gap, or objects with None
+    columns: dict[str, np.ndarray]
     good: np.ndarray  # rows that passed every check
     problems: list[tuple[int, str, str]]  # (row, column, problem), sorted
     kept: pa.Table  # the --keep columns, every readable row
     unreadable: int = 0  # rows with the wrong number of fields (CSV), among `problems`
+    _frame: pd.DataFrame | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def features(self) -> pd.DataFrame:
+        """The columns as the model's input frame (scikit-learn's), built once."""
+        if self._frame is None:
+            self._frame = pd.DataFrame(self.columns, columns=list(self.columns))
+        return self._frame
 
     @property
     def rows(self) -> int:
@@ -79,7 +93,7 @@ class CheckedChunk:
     @classmethod
     def of_unreadable(cls, schema: FeatureSchema, rows: list[tuple[int, str]]) -> CheckedChunk:
         """A chunk of nothing but rows that could not be read."""
-        empty = pd.DataFrame(columns=schema.names)
+        empty = {name: np.zeros(0, dtype=object) for name in schema.names}
         chunk = cls(np.zeros(0, dtype=np.int64), empty, np.zeros(0, dtype=bool), [], pa.table({}))
         chunk.add_unreadable(rows)
         return chunk
@@ -185,16 +199,19 @@ def check_chunk(
     row_numbers: np.ndarray,
     keep: tuple[str, ...] = (),
     pool: Executor | None = None,
+    *,
+    frame: bool = False,
 ) -> CheckedChunk:
     """The chunk as model input, which rows are good, and (row, column, problem) for bad ones.
 
-    With a `pool`, columns are checked in its threads (parsing numbers from text releases
-    the GIL).
+    With a `pool`, columns are checked in its threads when some need parsing (parsing
+    numbers from text releases the GIL). With `frame`, the pandas frame scikit-learn reads
+    is built now, in this thread, rather than when first asked for.
     """
     columns: dict[str, np.ndarray] = {}
     good = np.ones(chunk.num_rows, dtype=bool)
     problems: list[tuple[int, str, str]] = []
-    checked = (pool.map if pool else map)(
+    checked = (pool.map if pool and _needs_parsing(chunk, schema) else map)(
         lambda feature: _checked_column(chunk.column(feature.name), feature), schema.features
     )
     for feature, (column_values, found) in zip(schema.features, checked, strict=True):
@@ -204,10 +221,21 @@ def check_chunk(
             problems.append((int(row_numbers[index]), feature.name, problem))
     return CheckedChunk(
         row_numbers=row_numbers,
-        features=pd.DataFrame(columns, columns=schema.names),
+        columns=columns,
         good=good,
         problems=sorted(problems),
         kept=chunk.select(list(keep)),
+        _frame=pd.DataFrame(columns, columns=schema.names) if frame else None,
+    )
+
+
+def _needs_parsing(chunk: pa.Table, schema: FeatureSchema) -> bool:
+    """Whether a feature column holds more than numbers (text, most often): parsing is worth
+    a thread; checking stored numbers takes less than handing columns to threads."""
+    numbers = (pa.types.is_integer, pa.types.is_floating)
+    return not all(
+        any(is_number(chunk.schema.field(name).type) for is_number in numbers)
+        for name in schema.names
     )
 
 
@@ -221,7 +249,7 @@ def _checked_column(
 
 
 def _checked_chunks(
-    source: Path, schema: FeatureSchema, keep: tuple[str, ...], rows: int
+    source: Path, schema: FeatureSchema, keep: tuple[str, ...], rows: int, *, frame: bool = False
 ) -> Iterator[CheckedChunk]:
     names = _column_names(source)
     missing = [name for name in schema.names if name not in names]
@@ -235,7 +263,7 @@ def _checked_chunks(
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="score-check") as pool:
         for table in tables:
             row_numbers, unreadable = ragged.next_rows(table.num_rows)
-            chunk = check_chunk(table, schema, row_numbers, keep, pool)
+            chunk = check_chunk(table, schema, row_numbers, keep, pool, frame=frame)
             chunk.add_unreadable(unreadable)
             yield chunk
     unreadable_at_the_end = ragged.take_through(np.inf)
@@ -266,15 +294,31 @@ def _read_ahead(items: Iterator[Item]) -> Iterator[Item]:
             yield item
 
 
-def scored_table(model: LoadedModel, chunk: CheckedChunk) -> pa.Table:
-    """Row numbers, kept columns, prediction and class probabilities of the good rows."""
+def scored_table(model: LoadedModel, chunk: CheckedChunk, pool: Executor | None = None) -> pa.Table:
+    """Row numbers, kept columns, prediction and class probabilities of the good rows.
+
+    The ONNX model reads the checked arrays as they are (no pandas frame), in the threads
+    of `pool` if given; scikit-learn reads the frame.
+    """
     all_good = bool(chunk.good.all())
-    features = chunk.features if all_good else chunk.features[chunk.good]
     kept = chunk.kept if all_good else chunk.kept.filter(pa.array(chunk.good))
-    columns: dict[str, Any] = {ROW_COLUMN: chunk.row_numbers[chunk.good]}
+    columns: dict[str, Any] = {
+        ROW_COLUMN: chunk.row_numbers if all_good else chunk.row_numbers[chunk.good]
+    }
     columns.update(zip(kept.column_names, kept.columns, strict=True))
-    columns.update(model.outputs(features).columns())
+    columns.update(_good_rows_outputs(model, chunk, all_good, pool).columns())
     return pa.table(columns)
+
+
+def _good_rows_outputs(
+    model: LoadedModel, chunk: CheckedChunk, all_good: bool, pool: Executor | None
+) -> Outputs:
+    if model.compiled is None:
+        return model.outputs(chunk.features if all_good else chunk.features[chunk.good])
+    columns = chunk.columns
+    if not all_good:
+        columns = {name: values[chunk.good] for name, values in columns.items()}
+    return model.compiled.outputs_from_columns(columns, pool=pool)
 
 
 class _Writer:
@@ -366,25 +410,39 @@ def score_file(
         # one BLAS thread: the model's small products gain little from a second one, and
         # it would spin on the core that reads and writes
         _thread_pools().limit(limits=1, user_api="blas"),
+        # the ONNX model's slices of a chunk, one per core at once
+        ThreadPoolExecutor(_usable_cores(), thread_name_prefix="score-predict") as predict_pool,
         errors.open("w", newline="") as error_file,
         tqdm(total=_total_rows(source), unit="rows", disable=not progress, desc="scoring") as bar,
     ):
         error_csv = csv.writer(error_file)
         error_csv.writerow([ROW_COLUMN, "column", "problem"])
         try:
-            for chunk in _read_ahead(_checked_chunks(source, model.schema, keep, chunk_rows)):
+            # scikit-learn reads a frame: built in the checking thread, off the model's
+            chunks = _checked_chunks(
+                source, model.schema, keep, chunk_rows, frame=model.compiled is None
+            )
+            for chunk in _read_ahead(chunks):
                 error_csv.writerows(chunk.problems)
-                if chunk.scored:
-                    writer.write(scored_table(model, chunk))
+                scored = chunk.scored
+                if scored:
+                    writer.write(scored_table(model, chunk, predict_pool))
                 summary.rows += chunk.rows
-                summary.scored += chunk.scored
-                summary.bad_rows += chunk.rows - chunk.scored
+                summary.scored += scored
+                summary.bad_rows += chunk.rows - scored
                 bar.update(chunk.rows)
         except (pa.ArrowInvalid, UnicodeDecodeError, csv.Error) as exc:
             raise ScoreError(f"{source}: cannot read: {exc}") from exc
         finally:
             writer.close()
     return summary
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @functools.cache

@@ -7,13 +7,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from model import compiled as compiled_module
 from model import store
 from train import score as score_module
 from train.__main__ import main as train_cli
 from train.data import load_default
-from train.score import ScoreError, score_file
+from train.score import ScoreError, check_chunk, score_file
 from train.training import TrainConfig, train
 
+from .test_onnx import mixed_table
 from .test_training import churn_table
 
 
@@ -191,12 +193,64 @@ def test_memory_held_by_arrow_is_bounded_by_the_chunk_not_the_file(
     allocated: list[int] = []
     scored_table = score_module.scored_table
 
-    def measured(model, chunk):
+    def measured(model, chunk, pool=None):
         allocated.append(pa.total_allocated_bytes())
-        return scored_table(model, chunk)
+        return scored_table(model, chunk, pool)
 
     monkeypatch.setattr(score_module, "scored_table", measured)
     score_file(cancer_model, source, tmp_path / "out.parquet", tmp_path / "errors.csv",
                chunk_rows=2_000, progress=False)  # fmt: skip
     assert len(allocated) == 40
     assert max(allocated) < source.stat().st_size / 4  # ~19 MiB of incompressible numbers
+
+
+@pytest.fixture(scope="module")
+def mixed_tag() -> str:
+    features, target = mixed_table("binary")
+    return train(features, target, TrainConfig(name="score-mixed")).tag
+
+
+def mixed_input_with_bad_rows() -> pd.DataFrame:
+    """Numeric and categorical gaps, an unseen category, and refused values in both kinds."""
+    features, _ = mixed_table("binary", rows=500, seed=3)
+    table = features.assign(**{"age in years": features["age in years"].astype(str)})
+    table.loc[7, "age in years"] = "abc"  # "nan" elsewhere: a missing-value text
+    table.loc[40, "2nd spend"] = 1e16
+    table.loc[41, "2nd spend"] = -1e16
+    table.loc[99, "city"] = "atlantis"
+    table.loc[120, "plan"] = None
+    table.loc[333, "age in years"] = "1_000"
+    return table
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_onnx_and_sklearn_score_the_same_rows_and_report_the_same_errors(
+    mixed_tag, tmp_path, monkeypatch, suffix
+):
+    # slices of 16 rows: each chunk runs in several slices, in the scorer's threads
+    monkeypatch.setattr(compiled_module, "RUN_VALUES", 64)
+    table = mixed_input_with_bad_rows()
+    source = tmp_path / f"in{suffix}"
+    table.to_parquet(source) if suffix == ".parquet" else table.to_csv(source, index=False)
+    for runtime in ("sklearn", "onnx"):
+        model = store.load(mixed_tag, runtime)
+        summary = score_file(model, source, tmp_path / f"{runtime}.parquet",
+                             tmp_path / f"{runtime}.errors.csv", chunk_rows=150,
+                             progress=False)  # fmt: skip
+        assert (summary.rows, summary.bad_rows) == (500, 4)
+    errors = [(tmp_path / f"{runtime}.errors.csv").read_text() for runtime in ("sklearn", "onnx")]
+    assert errors[0] == errors[1]
+    assert [line.split(",")[:2] for line in errors[1].splitlines()[1:]] == [
+        ["8", "age in years"], ["41", "2nd spend"], ["42", "2nd spend"], ["334", "age in years"]
+    ]  # fmt: skip
+    sklearn, onnx = (pd.read_parquet(tmp_path / f"{rt}.parquet") for rt in ("sklearn", "onnx"))
+    assert onnx["row"].tolist() == sklearn["row"].tolist()
+    assert onnx["prediction"].tolist() == sklearn["prediction"].tolist()
+    probabilities = ["probability_0", "probability_1"]
+    np.testing.assert_allclose(onnx[probabilities], sklearn[probabilities], atol=1e-4)
+
+    # the ONNX answers from the checked arrays are exactly its answers from a frame
+    onnx_model = store.load(mixed_tag, "onnx")
+    chunk = check_chunk(pa.Table.from_pandas(table), onnx_model.schema, np.arange(1, 501))
+    from_frame = onnx_model.outputs(chunk.features[chunk.good])
+    np.testing.assert_array_equal(onnx[probabilities], from_frame.probabilities)
