@@ -126,6 +126,11 @@ class ServingSettings:
     """Time a client has to send a whole request body (408 beyond)."""
     max_header_bytes: int
     """Largest request line plus headers a worker reads (431 beyond)."""
+    keepalive_max_requests: int
+    """Answers a keep-alive connection carries before it is closed; 0: no limit."""
+    keepalive_max_seconds: float
+    """Age at which a keep-alive connection is closed after its next answer; 0: no limit.
+    Recycled connections spread a client's connections over the workers."""
     access_log: bool
     """One JSON line per request on stdout (probes and /metrics left out)."""
     tracing: bool
@@ -277,6 +282,8 @@ class Settings:
                 max_body_bytes_in_flight=_int(env, "MAX_BODY_BYTES_IN_FLIGHT", 128 * 2**20),
                 body_timeout_seconds=_float(env, "BODY_TIMEOUT_SECONDS", 30.0, 0.1, 3600.0),
                 max_header_bytes=_int(env, "MAX_HEADER_BYTES", 64 * 2**10, minimum=4096),
+                keepalive_max_requests=_int(env, "KEEPALIVE_MAX_REQUESTS", 1_000, minimum=0),
+                keepalive_max_seconds=_float(env, "KEEPALIVE_MAX_SECONDS", 2.0, 0.0, 86_400.0),
                 access_log=_bool(env, "ACCESS_LOG", True),
                 tracing=_bool(env, "TRACING", False),
             ),

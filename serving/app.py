@@ -1,9 +1,10 @@
 """The middleware stack in front of the APIs, outermost first, as one plain function.
 
-A request passes through them in this order: an id and an access-log line, the API key,
-the request limits (in-flight, media type, body size), readiness, one error shape, then
-payload capture next to the APIs. `service.py` adds them to the BentoML service;
-`wrap` applies the same stack to any ASGI app, for tests without a server.
+A request passes through them in this order: keep-alive recycling (with several
+workers), an id and an access-log line, the API key, the request limits (in-flight,
+media type, body size), readiness, one error shape, then payload capture next to the
+APIs. `service.py` adds them to the BentoML service; `wrap` applies the same stack to any
+ASGI app, for tests without a server.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .guards import (
     RequireReady,
     parse_api_keys,
 )
+from .keep_alive import RecycleConnections
 from .payload_log import Exchange
 
 API_PATHS = frozenset({"/predict", "/predict_batch"})
@@ -58,6 +60,12 @@ def middleware_stack(
     """
     serving = settings.serving
     layers: list[Layer] = []
+    if serving.workers > 1 and (serving.keepalive_max_requests or serving.keepalive_max_seconds):
+        limits = {
+            "max_requests": serving.keepalive_max_requests or float("inf"),
+            "max_seconds": serving.keepalive_max_seconds or float("inf"),
+        }
+        layers.append(Layer(RecycleConnections, limits))
     if serving.access_log:
         layers.append(Layer(AccessLog))
     layers += [

@@ -16,6 +16,7 @@ from serving.app import middleware_stack, wrap
 from serving.capture import PayloadCapture, remember_instances
 from serving.errors import ErrorShapes
 from serving.guards import ApiKeyAuth, RequestLimits, RequireReady
+from serving.keep_alive import RecycleConnections
 from tests.serving.test_guards import call
 
 KEY = {"X-API-Key": "k1"}
@@ -49,6 +50,7 @@ def test_the_stack_is_in_request_order():
     settings = Settings.from_env({})
     layers = middleware_stack(settings, problem=lambda: None, submit=print)
     assert [layer.middleware for layer in layers] == [
+        RecycleConnections,
         AccessLog,
         ApiKeyAuth,
         RequestLimits,
@@ -59,9 +61,21 @@ def test_the_stack_is_in_request_order():
 
 
 def test_without_access_log_the_stack_starts_at_the_key():
-    settings = Settings.from_env({"ACCESS_LOG": "off"})
+    settings = Settings.from_env({"ACCESS_LOG": "off", "WORKERS": "1"})
     layers = middleware_stack(settings, problem=lambda: None, submit=print)
     assert layers[0].middleware is ApiKeyAuth
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"WORKERS": "1"},
+        {"KEEPALIVE_MAX_REQUESTS": "0", "KEEPALIVE_MAX_SECONDS": "0"},
+    ],
+)
+def test_connections_are_recycled_only_with_several_workers_and_a_limit(env):
+    layers = middleware_stack(Settings.from_env(env), problem=lambda: None, submit=print)
+    assert RecycleConnections not in [layer.middleware for layer in layers]
 
 
 def test_a_caller_without_a_key_learns_nothing_about_limits_or_readiness():
