@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 SCORE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 # each observation is several writes to the multiprocess files: a sample is enough
-SCORES_PER_CALL = 100
+SCORES_PER_CALL = 32  # the batcher merges up to BATCH_MAX_SIZE (32) rows: all are kept
 
 
 def value_buckets(model: LoadedModel) -> tuple[float, ...]:
