@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import chain
 from typing import Annotated, Any, Final, NamedTuple
 
@@ -122,7 +123,16 @@ class ServedModel:
 
     @property
     def per_feature(self) -> bool:
-        return self.schema is None or bool(self.schema.categorical)
+        return self.schema is None or bool(self.categorical)
+
+    # read on every infer: listed once
+    @cached_property
+    def feature_names(self) -> list[str]:
+        return [] if self.schema is None else self.schema.names
+
+    @cached_property
+    def categorical(self) -> list[str]:
+        return [] if self.schema is None else self.schema.categorical
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -233,12 +243,12 @@ def read_call(
         raise V2Error(400, _first_problem(error)) from None
     schema = model.schema
     assert schema is not None
-    names = schema.names
+    names = model.feature_names
     try:
-        rows, matrix = _plan(request.inputs, schema, max_rows)
+        rows, matrix = _plan(request.inputs, model, max_rows)
         width = len(names) if matrix else 1
         # plain numbers skip Arrow; anything else, and every refusal, goes by the rule
-        values = None if binary else _plain_numbers(request.inputs, schema, rows * width)
+        values = None if binary else _plain_numbers(request.inputs, model, rows * width)
         if values is None:
             tensors = _tensors(request.inputs, binary, rows * width)
             if matrix:
@@ -277,17 +287,17 @@ def _first_problem(error: ValidationError) -> str:
     return f"invalid inference request: {where}: {detail['msg']}{more}"
 
 
-def _plan(inputs: Sequence[RequestInput], schema: FeatureSchema, max_rows: int) -> tuple[int, bool]:
+def _plan(inputs: Sequence[RequestInput], model: ServedModel, max_rows: int) -> tuple[int, bool]:
     """The row count, and whether the form is one [N, F] tensor: from the shapes alone."""
-    names = schema.names
+    names, categorical = model.feature_names, model.categorical
     first = inputs[0]
     matrix = len(inputs) == 1 and len(first.shape) == 2
     matrix = matrix and not (first.name in names and first.shape[1] == 1 and len(names) > 1)
     if matrix:
-        if schema.categorical:
+        if categorical:
             raise TensorError(
                 f"tensor '{first.name}': this model has categorical features "
-                f"({', '.join(schema.categorical)}): send one tensor per feature, named by it"
+                f"({', '.join(categorical)}): send one tensor per feature, named by it"
             )
         if first.shape[1] != len(names):
             raise TensorError(
@@ -309,7 +319,7 @@ def _plan(inputs: Sequence[RequestInput], schema: FeatureSchema, max_rows: int) 
             raise TensorError(
                 f"tensor '{tensor.name}': no such feature; this model takes one tensor per "
                 f"feature ({_listed(names)}), or one [N, {len(names)}] tensor"
-                + (" (numeric models only)" if schema.categorical else "")
+                + (" (numeric models only)" if categorical else "")
             )
         if tensor.name in seen:
             raise TensorError(f"tensor '{tensor.name}': given twice")
@@ -403,16 +413,16 @@ def _matrix_values(tensor: Tensor, schema: FeatureSchema) -> np.ndarray:
 
 
 def _plain_numbers(
-    inputs: Sequence[RequestInput], schema: FeatureSchema, count: int
+    inputs: Sequence[RequestInput], model: ServedModel, count: int
 ) -> list[np.ndarray] | None:
     """The float64 values of JSON tensors that hold `count` plain numbers each (flat or one
     level nested), all within the limits, in schema order: what the rule would accept
     unchanged, without Arrow. None for anything else: the rule reads it, and says why."""
-    if schema.categorical:
+    if model.categorical:
         return None
     by_name = {tensor.name: tensor for tensor in inputs}
     values = []
-    for tensor in inputs if len(inputs) == 1 else (by_name[name] for name in schema.names):
+    for tensor in inputs if len(inputs) == 1 else (by_name[name] for name in model.feature_names):
         array = _plain_tensor(tensor, count)
         if array is None:
             return None
