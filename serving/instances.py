@@ -211,16 +211,4 @@ def to_frame(
     instances: Sequence[Sequence[Any] | Mapping[str, Any]], schema: FeatureSchema
 ) -> pd.DataFrame:
     """Validated instances as the frame the pipeline was fitted on (None is a missing value)."""
-    names = schema.names
-    rows = [_values_in_order(instance, names) for instance in instances]
-    if not schema.categorical:
-        return pd.DataFrame(np.array(rows, dtype="float64").reshape(-1, len(names)), columns=names)
-    columns = zip(*rows, strict=True) if rows else ([] for _ in names)
-    kinds = [feature.kind for feature in schema.features]
-    return pd.DataFrame(
-        {
-            name: np.array(column, dtype="float64" if kind == "numeric" else object)
-            for name, kind, column in zip(names, kinds, columns, strict=True)
-        },
-        columns=names,
-    )
+    return Columns.of_instances(instances, schema).frame()
