@@ -10,13 +10,13 @@ order in the model's metadata), as JSON data or binary tensors, as the request a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
 from typing import Annotated, Any, Final, NamedTuple
 
+import msgspec
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
@@ -32,6 +32,7 @@ from model.values import (
     number_column,
 )
 
+from .responses import json_answer
 from .v2_tensors import (
     BYTES,
     INTEGER_TYPES,
@@ -134,13 +135,13 @@ class ServedModel:
     def categorical(self) -> list[str]:
         return [] if self.schema is None else self.schema.categorical
 
-    @property
+    @cached_property
     def output_names(self) -> tuple[str, ...]:
         if self.schema is not None and self.schema.task == "classification":
             return (PREDICT, PREDICT_PROBA)
         return (PREDICT,)
 
-    @property
+    @cached_property
     def predict_datatype(self) -> str:
         schema = self.schema
         if schema is None or schema.task != "classification":
@@ -549,7 +550,7 @@ def write_answer(
     if call.id is not None:
         answer["id"] = call.id
     answer["outputs"] = tensors
-    header = json.dumps(answer, separators=(",", ":"), allow_nan=False).encode()
+    header = msgspec.json.encode(answer)
     if not sections:
         return header, {"content-type": "application/json"}
     headers = {"content-type": BINARY_MEDIA_TYPE, HEADER_LENGTH: str(len(header))}
@@ -558,12 +559,7 @@ def write_answer(
 
 def predict_shaped(tag: str, outputs: Outputs) -> bytes:
     """The answer as /predict gives it: what the payload log and the drift job read."""
-    answer = {
-        "model": tag,
-        "predictions": outputs.predictions.tolist(),
-        "probabilities": outputs.probability_dicts(),
-    }
-    return json.dumps(answer, separators=(",", ":"), allow_nan=False).encode()
+    return json_answer(outputs, tag)
 
 
 def server_metadata(version: str) -> dict[str, Any]:
