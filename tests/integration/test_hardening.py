@@ -54,14 +54,27 @@ def test_api_keys(start, breast_cancer_model):
     assert predict(server, {"X-API-Key": "second-key"}).status_code == 200
     assert predict(server, {"X-API-Key": "third-key"}).status_code == 401
     assert requests.get(f"{server.url}/model", timeout=5).status_code == 401
-    for open_path in ("/livez", "/readyz", "/metrics"):
+    for open_path in ("/livez", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"):
         assert requests.get(f"{server.url}{open_path}", timeout=5).status_code == 200
+    # the Open Inference Protocol routes take the same keys; refusals in their error shape
+    name, _, version = breast_cancer_model.tag.partition(":")
+    infer = f"{server.url}/v2/models/{name}/versions/{version}/infer"
+    v2_body = {
+        "inputs": [{"name": "input", "shape": [1, len(ROW)], "datatype": "FP64", "data": ROW}]
+    }
+    for path in (f"/v2/models/{name}", "/v2"):
+        assert requests.get(f"{server.url}{path}", timeout=5).status_code == 401
+    refused = requests.post(infer, json=v2_body, timeout=30)
+    assert refused.status_code == 401 and "API key" in refused.json()["error"]
+    keyed = requests.post(infer, json=v2_body, headers={"X-API-Key": "first-key"}, timeout=30)
+    assert keyed.status_code == 200 and keyed.json()["model_version"] == version
     server.stop()
     log = server.log()
     assert "first-key" not in log and "second-key" not in log
     access = [json.loads(line) for line in log.splitlines() if line.startswith('{"ts"')]
     statuses = Counter((a["path"], a["status"]) for a in access if a["logger"] == "access")
     assert statuses[("/predict", 401)] == 2 and statuses[("/predict", 200)] == 2
+    assert statuses[(infer.removeprefix(server.url), 401)] == 1
     assert all(len(a["request_id"]) == 32 for a in access)
 
 
