@@ -160,8 +160,12 @@ def plain_matrix(
 
     What it takes, the full rule takes with the same values: JSON numbers (never
     booleans or text, and JSON has no NaN or infinity) within ±1e15, and null, in rows
-    of `width` values, 1 to `max_rows` of them.
+    of `width` values, 1 to `max_rows` of them. A body with more brackets or commas than
+    that many rows have is left alone before it is decoded, so that the objects built for
+    it are bounded by the rows accepted, not by the body's size.
     """
+    if body.count(b"[") > max_rows + 1 or body.count(b",") >= max_rows * width + 1:
+        return None
     try:
         rows = decoder.decode(body).instances
     except msgspec.DecodeError:  # also a value of another type, or a number beyond float64

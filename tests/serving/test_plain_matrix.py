@@ -98,6 +98,26 @@ def test_anything_but_plain_number_rows_is_left_to_the_full_rule(text):
     assert plain_matrix(BATCH.rows_decoder, text.encode(), width=3, max_rows=MAX_ROWS) is None
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"instances": [[' + b",".join([b"0"] * 100) + b"]]}",  # one wide row
+        b'{"instances": [' + b",".join([b"[0]"] * (MAX_ROWS + 1)) + b"]}",  # many short ones
+    ],
+)
+def test_bodies_with_more_values_than_the_rows_allowed_are_not_decoded(text):
+    decoded: list[bytes] = []
+
+    class Spy:
+        def decode(self, body: bytes) -> object:
+            decoded.append(body)
+            return BATCH.rows_decoder.decode(body)
+
+    assert plain_matrix(Spy(), text, width=3, max_rows=MAX_ROWS) is None
+    assert decoded == []
+    assert isinstance(full_rule(text), ValidationError)
+
+
 def test_too_many_rows_are_left_to_the_full_rule():
     body = json.dumps({"instances": [[1, 2, 3]] * (MAX_ROWS + 1)}).encode()
     assert plain_matrix(BATCH.rows_decoder, body, width=3, max_rows=MAX_ROWS) is None
