@@ -26,7 +26,7 @@ _CLOSE: Final = (b"connection", b"close")
 
 
 class RecycleConnections:
-    def __init__(self, app: ASGIApp, *, max_requests: int, max_seconds: float) -> None:
+    def __init__(self, app: ASGIApp, *, max_requests: float, max_seconds: float) -> None:
         self.app = app
         self.max_requests = max_requests
         self.max_seconds = max_seconds
