@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from bench.local import free_port
 from serving.header_limit import HeaderLimitedProtocol
+from tests.serving.uvicorn_thread import serving
 
 LIMIT = 8 * 2**10
 
@@ -27,18 +24,8 @@ class _Bounded(HeaderLimitedProtocol):
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
     app = Starlette(routes=[Route("/", lambda _: PlainTextResponse("ok"), methods=["GET", "POST"])])
-    chosen = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=chosen, http=_Bounded, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield chosen
-    server.should_exit = True
-    thread.join(10)
+    with serving(app, http=_Bounded) as chosen:
+        yield chosen
 
 
 def _answers(sock: socket.socket) -> bytes:

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from bench.local import free_port
 from serving import keep_alive
 from serving.keep_alive import RecycleConnections
+from tests.serving.uvicorn_thread import serving
 
 MAX_REQUESTS = 3
 MAX_SECONDS = 0.5
@@ -26,18 +24,8 @@ MAX_SECONDS = 0.5
 def port() -> Iterator[int]:
     app = Starlette(routes=[Route("/", lambda _: PlainTextResponse("ok"))])
     recycled = RecycleConnections(app, max_requests=MAX_REQUESTS, max_seconds=MAX_SECONDS)
-    chosen = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(recycled, host="127.0.0.1", port=chosen, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield chosen
-    server.should_exit = True
-    thread.join(10)
+    with serving(recycled) as chosen:
+        yield chosen
 
 
 def answers(connection: http.client.HTTPConnection, count: int) -> list[str | None]:
