@@ -201,15 +201,18 @@ class InferCall:
 
     id: str | None
     rows: int
-    columns: dict[str, np.ndarray]  # float64 (NaN missing) or object (None missing)
+    # per feature, float64 (NaN missing) or object (None missing); None when `matrix` is set
+    columns: dict[str, np.ndarray] | None
     outputs: tuple[Requested, ...]
     names: list[str] = field(default_factory=list)
     answer: Outputs | None = None  # once answered
-    # the [N, F] float64 values the columns are views of, when the request was one matrix
+    # the [N, F] float64 values, when the request was one matrix
     matrix: np.ndarray | None = None
     _instances: list[tuple[Any, ...]] | None = field(default=None, repr=False, compare=False)
 
     def frame(self) -> pd.DataFrame:
+        if self.matrix is not None:
+            return pd.DataFrame(self.matrix, columns=self.names)
         return pd.DataFrame(self.columns, columns=self.names)
 
     def instances(self) -> list[tuple[Any, ...]]:
@@ -224,6 +227,7 @@ class InferCall:
             if np.isnan(np.add.reduce(self.matrix, axis=None)):  # NaN only where missing
                 return [tuple(None if v != v else v for v in row) for row in rows]
             return list(map(tuple, rows))
+        assert self.columns is not None
         lists = []
         for values in self.columns.values():
             column = values.tolist()
@@ -238,6 +242,13 @@ def read_call(
 ) -> InferCall:
     """The checked call of a request body; raises V2Error (400) naming what is wrong."""
     header, binary = _split(body, header_length)
+    plain = None if binary else plain_call(header, model, max_rows)
+    return plain if plain is not None else full_call(header, binary, model, max_rows)
+
+
+def full_call(header: bytes, binary: memoryview, model: ServedModel, max_rows: int) -> InferCall:
+    """A request read by pydantic and the one rule of `model.values`: any request, any
+    refusal. `read_call` goes here for what the plain-number pass does not take."""
     try:
         request = InferenceRequest.model_validate_json(header or b"{}")
     except ValidationError as error:
@@ -262,9 +273,8 @@ def read_call(
     if not matrix:
         columns = dict(zip(names, values, strict=True))
         return InferCall(request.id, rows, columns, requested, names)
-    grid = values[0].reshape(-1, width)
-    columns = dict(zip(names, grid.T, strict=True))  # each a view of the grid
-    return InferCall(request.id, rows, columns, requested, names, matrix=grid)
+    matrix_values = values[0].reshape(-1, width)
+    return InferCall(request.id, rows, None, requested, names, matrix=matrix_values)
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
@@ -288,7 +298,9 @@ def _first_problem(error: ValidationError) -> str:
     return f"invalid inference request: {where}: {detail['msg']}{more}"
 
 
-def _plan(inputs: Sequence[RequestInput], model: ServedModel, max_rows: int) -> tuple[int, bool]:
+def _plan(
+    inputs: Sequence[RequestInput] | Sequence[_PlainInput], model: ServedModel, max_rows: int
+) -> tuple[int, bool]:
     """The row count, and whether the form is one [N, F] tensor: from the shapes alone."""
     names, categorical = model.feature_names, model.categorical
     first = inputs[0]
@@ -346,7 +358,7 @@ def _listed(names: Sequence[str], most: int = 10) -> str:
     return shown if len(names) <= most else f"{shown}, ... ({len(names)} in all)"
 
 
-def _rows(tensor: RequestInput, max_rows: int) -> int:
+def _rows(tensor: RequestInput | _PlainInput, max_rows: int) -> int:
     rows = tensor.shape[0]
     if rows == 0:
         raise TensorError(f"tensor '{tensor.name}': shape {tensor.shape} holds no rows")
@@ -462,6 +474,79 @@ def _plain_tensor(tensor: RequestInput, count: int) -> np.ndarray | None:
     return array
 
 
+# What the plain-number pass decodes: the request shape, with `data` a flat list of numbers.
+class _PlainInput(msgspec.Struct):
+    name: str
+    shape: list[Annotated[int, msgspec.Meta(ge=0)]]
+    datatype: str
+    data: list[float]
+    parameters: dict[str, Any] | None = None
+
+
+class _PlainOutput(msgspec.Struct):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class _PlainRequest(msgspec.Struct):
+    inputs: Annotated[list[_PlainInput], msgspec.Meta(min_length=1)]
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[_PlainOutput] | None = None
+
+
+_PLAIN_REQUEST: Final = msgspec.json.Decoder(_PlainRequest)
+_FLOAT_TYPES: Final = frozenset({"FP16", "FP32", "FP64"})
+_SMALL: Final = 4096  # below this many values, Python's min and max beat numpy's
+
+
+def plain_call(header: bytes, model: ServedModel, max_rows: int) -> InferCall | None:
+    """The call of a request whose tensors are flat JSON numbers (FP16/32/64) of an
+    all-numeric model, every check passed, decoded by msgspec's typed decoder: what the
+    full reading gives for it, without pydantic or Arrow. None for anything else, every
+    refusal included: the full reading reads it again and says why."""
+    if model.categorical:
+        return None
+    try:
+        request = _PLAIN_REQUEST.decode(header)
+        rows, matrix = _plan(request.inputs, model, max_rows)
+        requested = _requested(request, model)
+    except (msgspec.DecodeError, TensorError, V2Error):
+        return None
+    names = model.feature_names
+    width = len(names) if matrix else 1
+    if matrix:
+        tensors = request.inputs
+    else:
+        by_name = {tensor.name: tensor for tensor in request.inputs}
+        tensors = [by_name[name] for name in names]
+    values = []
+    for tensor in tensors:
+        data = tensor.data
+        if (
+            len(data) != rows * width
+            or tensor.datatype not in _FLOAT_TYPES
+            or (tensor.parameters is not None and "binary_data_size" in tensor.parameters)
+        ):
+            return None
+        # JSON has no NaN: these bounds hold for every value, or some value is refused
+        if len(data) <= _SMALL:
+            lowest, highest = min(data), max(data)
+        else:
+            array = np.array(data, dtype=np.float64)
+            lowest, highest = np.minimum.reduce(array), np.maximum.reduce(array)
+        if not (lowest >= -MAX_ABS_NUMBER and highest <= MAX_ABS_NUMBER):
+            return None
+        values.append(data)
+    if matrix:
+        grid = np.array(values[0], dtype=np.float64).reshape(rows, width)
+        return InferCall(request.id, rows, None, requested, names, matrix=grid)
+    columns = {
+        name: np.array(data, dtype=np.float64) for name, data in zip(names, values, strict=True)
+    }
+    return InferCall(request.id, rows, columns, requested, names)
+
+
 def _columns(tensors: list[Tensor], schema: FeatureSchema) -> dict[str, np.ndarray]:
     """Each feature's tensor by the one rule of `model.values`; refusals located."""
     by_name = {tensor.name: tensor for tensor in tensors}
@@ -494,31 +579,36 @@ def _refusals(located: list[str], total: int) -> str:
     return "; ".join(listed) + (more if total > len(listed) else "")
 
 
-def _requested(request: InferenceRequest, model: ServedModel) -> tuple[Requested, ...]:
-    default = _flag((request.parameters or {}).get("binary_data_output", False), "request")
+def _requested(
+    request: InferenceRequest | _PlainRequest, model: ServedModel
+) -> tuple[Requested, ...]:
+    default = _flag(request.parameters, "binary_data_output", False, "request")
     if request.outputs is None:
         return tuple(Requested(name, default) for name in model.output_names)
     requested: dict[str, Requested] = {}
     for output in request.outputs:
-        if output.name not in model.output_names:
+        name = output.name
+        if name not in model.output_names:
             raise V2Error(
                 400,
-                f"output '{output.name}': no such output; this model has "
-                f"{', '.join(model.output_names)}",
+                f"output '{name}': no such output; this model has {', '.join(model.output_names)}",
             )
-        parameters = output.parameters or {}
-        if "classification" in parameters:
-            message = f"output '{output.name}': the classification extension is not served"
+        parameters = output.parameters
+        if parameters is not None and "classification" in parameters:
+            message = f"output '{name}': the classification extension is not served"
             raise V2Error(400, message)
-        binary = _flag(parameters.get("binary_data", default), f"output '{output.name}'")
-        requested[output.name] = Requested(output.name, binary)
+        binary = _flag(parameters, "binary_data", default, name)
+        requested[name] = Requested(name, binary)
     return tuple(requested.values())
 
 
-def _flag(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise V2Error(400, f"{where}: binary_data parameters take true or false, not {value!r}")
-    return value
+def _flag(parameters: dict[str, Any] | None, key: str, default: bool, output: str) -> bool:
+    """The boolean parameter `key` (`output` names the output, or is "request")."""
+    value = default if parameters is None else parameters.get(key, default)
+    if value is True or value is False:
+        return value
+    where = output if output == "request" else f"output '{output}'"
+    raise V2Error(400, f"{where}: binary_data parameters take true or false, not {value!r}")
 
 
 # ---------------------------------------------------------------------------- answers
