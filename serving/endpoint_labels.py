@@ -18,6 +18,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 OTHER = "other"
+REMEMBERED_PATHS = 256
 _REAL_PATH = "serving.real_path"
 
 
@@ -42,11 +43,16 @@ class BoundedEndpointMetrics(instruments.RunnerTrafficMetricsMiddleware):
 
     def __init__(self, app: ASGIApp, **options: object) -> None:
         super().__init__(_RealPath(app), **options)
+        self._labels: dict[str, str] = {}  # the first paths seen, up to REMEMBERED_PATHS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
-            label = endpoint_label(path, self.known, self.prefixes, self.templates)
+            label = self._labels.get(path)
+            if label is None:
+                label = endpoint_label(path, self.known, self.prefixes, self.templates)
+                if len(self._labels) < REMEMBERED_PATHS:
+                    self._labels[path] = label
             if label != path:
                 scope = {**scope, "path": label, _REAL_PATH: path}
         await super().__call__(scope, receive, send)

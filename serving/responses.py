@@ -51,6 +51,9 @@ RowsEnvelope = Annotated[
 ]
 
 
+FEW_ROWS = 32
+
+
 def json_answer(outputs: Outputs, tag: str) -> bytes:
     """The `PredictResponse` of `outputs` as JSON bytes, without a Python object per row."""
     probabilities = (
@@ -75,8 +78,10 @@ def _probability_objects(probabilities: np.ndarray, classes: list[str]) -> bytes
     """`[{"<class>": p, ...}, ...]`, one object per row: the numbers are written once as a
     flat JSON list, and its pieces are joined between the keys."""
     rows, width = probabilities.shape
-    if rows == 0:
-        return b"[]"
+    if rows <= FEW_ROWS:  # the pieces cost more than they save
+        return msgspec.json.encode(
+            [dict(zip(classes, row, strict=True)) for row in probabilities.tolist()]
+        )
     numbers = msgspec.json.encode(probabilities.ravel().tolist())[1:-1].split(b",")
     keys = [msgspec.json.encode(label) + b":" for label in classes]
     pieces = np.empty((rows, 2 * width + 1), dtype=object)

@@ -498,6 +498,7 @@ class _PlainRequest(msgspec.Struct):
 _PLAIN_REQUEST: Final = msgspec.json.Decoder(_PlainRequest)
 _FLOAT_TYPES: Final = frozenset({"FP16", "FP32", "FP64"})
 _SMALL: Final = 4096  # below this many values, Python's min and max beat numpy's
+_FEW_ROWS: Final = 64
 
 
 def plain_call(header: bytes, model: ServedModel, max_rows: int) -> InferCall | None:
@@ -539,12 +540,19 @@ def plain_call(header: bytes, model: ServedModel, max_rows: int) -> InferCall | 
             return None
         values.append(data)
     if matrix:
-        grid = np.array(values[0], dtype=np.float64).reshape(rows, width)
-        return InferCall(request.id, rows, None, requested, names, matrix=grid)
+        flat = values[0]
+        grid = np.array(flat, dtype=np.float64).reshape(rows, width)
+        call = InferCall(request.id, rows, None, requested, names, matrix=grid)
+        if rows <= _FEW_ROWS:  # what the batcher takes, from the floats at hand
+            call._instances = [tuple(flat[i : i + width]) for i in range(0, len(flat), width)]
+        return call
     columns = {
         name: np.array(data, dtype=np.float64) for name, data in zip(names, values, strict=True)
     }
-    return InferCall(request.id, rows, columns, requested, names)
+    call = InferCall(request.id, rows, columns, requested, names)
+    if rows <= _FEW_ROWS:
+        call._instances = list(zip(*values, strict=True))
+    return call
 
 
 def _columns(tensors: list[Tensor], schema: FeatureSchema) -> dict[str, np.ndarray]:

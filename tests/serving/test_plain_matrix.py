@@ -18,7 +18,7 @@ from model.outputs import Outputs
 from model.schema import Feature, FeatureSchema
 from serving.inputs import instances_input, plain_matrix
 from serving.instances import Columns
-from serving.responses import PredictResponse, json_answer
+from serving.responses import FEW_ROWS, PredictResponse, json_answer
 
 NUMBERS = FeatureSchema(
     features=[Feature(name=name, kind="numeric", min=0, max=1) for name in ("a", "b", "c")],
@@ -158,6 +158,11 @@ def test_models_with_categories_take_the_usual_passes():
         Outputs(np.array([1.5, -2e-9]), None, []),
         Outputs(np.array([], dtype=object), np.zeros((0, 2)), ["a", "b"]),
         Outputs(np.array(["x"]), np.array([[0.2, 0.3, 0.5]]), ['say "x"', "b,c", "}"]),
+        Outputs(
+            np.arange(FEW_ROWS + 3) % 3,
+            np.random.default_rng(0).dirichlet([1, 1, 1], FEW_ROWS + 3),
+            ['say "x"', "b,c", "}"],
+        ),
     ],
 )
 def test_the_json_answer_is_the_response_model(outputs):
