@@ -32,6 +32,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,7 @@ class Target:
     models_home: Path
     working_dir: Path
     max_body_bytes: int
+    max_rows: int
     api_key: str = API_KEY
     request_timeout: float = DEFAULT_TIMEOUT_S
 
@@ -124,9 +126,13 @@ def server_env(work: Path, tag: str, **overrides: str) -> dict[str, str]:
     }
 
 
-def server_max_body_bytes(working_dir: Path, env: dict[str, str]) -> int:
-    """MAX_BODY_BYTES as the served sources read it (their default may differ from ours)."""
-    read = "from model.settings import Settings; print(Settings.from_env().serving.max_body_bytes)"
+def server_limits(working_dir: Path, env: dict[str, str]) -> tuple[int, int]:
+    """MAX_BODY_BYTES and PREDICT_BATCH_MAX_ROWS as the served sources read them (their
+    defaults may differ from ours)."""
+    read = (
+        "from model.settings import Settings; serving = Settings.from_env().serving; "
+        "print(serving.max_body_bytes, serving.predict_batch_max_rows)"
+    )
     done = subprocess.run(
         [sys.executable, "-c", read],
         cwd=working_dir,
@@ -136,7 +142,8 @@ def server_max_body_bytes(working_dir: Path, env: dict[str, str]) -> int:
         timeout=60,
         check=True,
     )
-    return int(done.stdout.strip())
+    body_bytes, rows = done.stdout.split()
+    return int(body_bytes), int(rows)
 
 
 def start(
@@ -154,6 +161,7 @@ def start(
     server = Server(models_home, work / f"{log_name}.log", working_dir=working_dir, **env)
     try:
         server.wait_ready(120)
+        max_body_bytes, max_rows = server_limits(working_dir or ROOT, env)
         target = Target(
             url=server.url,
             server_pid=server.process.pid,
@@ -162,7 +170,8 @@ def start(
             report_dir=Path(env["DRIFT_REPORT_DIR"]),
             models_home=models_home,
             working_dir=working_dir or ROOT,
-            max_body_bytes=server_max_body_bytes(working_dir or ROOT, env),
+            max_body_bytes=max_body_bytes,
+            max_rows=max_rows,
             request_timeout=timeout,
         )
     except BaseException:
@@ -1023,6 +1032,153 @@ def request_id(target: Target) -> Send:
     return run
 
 
+# --- the Open Inference Protocol (v2) --------------------------------------------------
+
+V2_HEADER_LENGTH = "Inference-Header-Content-Length"
+V2Bodies = dict[str, tuple[bytes, dict[str, str]]]  # label: body, headers
+
+
+def v2_infer_path(model: ServedModel) -> str:
+    return f"/v2/models/{model.tag.partition(':')[0]}/infer"
+
+
+def v2_body(tensors: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"inputs": tensors}).encode()
+
+
+def v2_matrix(shape: list[int], data: Any) -> dict[str, Any]:
+    return {"name": "input", "shape": shape, "datatype": "FP64", "data": data}
+
+
+def v2_binary(header: dict[str, Any], section: bytes) -> tuple[bytes, dict[str, str]]:
+    """A binary-tensor request: the JSON header, then `section`; and its headers."""
+    head = json.dumps(header).encode()
+    return head + section, {V2_HEADER_LENGTH: str(len(head))}
+
+
+def v2_claim_bodies(model: ServedModel) -> V2Bodies:
+    """v2 requests whose shapes, sizes and nesting claim far more than they hold."""
+    width = len(model.names)
+    row = list(model.row)
+    size_claim = {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": [1, width],
+                "datatype": "FP64",
+                "parameters": {"binary_data_size": 2**40},
+            }
+        ]
+    }
+    length_prefix = {
+        "inputs": [
+            {
+                "name": name,
+                "shape": [1],
+                "datatype": "BYTES",
+                "parameters": {"binary_data_size": 8},
+            }
+            for name in model.names
+        ]
+    }
+    depth = 1_000_000
+    nested = b'{"inputs": [{"name": "input", "shape": [1, %d], "datatype": "FP64", "data": ' % width
+    return {
+        "shape [10**12, F], one row of data": (
+            v2_body([v2_matrix([10**12, width], row)]),
+            {},
+        ),
+        "shape [2**31, 2**31, 2**31]": (
+            v2_body([v2_matrix([2**31, 2**31, 2**31], row)]),
+            {},
+        ),
+        "binary_data_size 2**40": v2_binary(size_claim, np.array(row).tobytes()),
+        f"{V2_HEADER_LENGTH} 2**40": (
+            v2_body([v2_matrix([1, width], row)]),
+            {V2_HEADER_LENGTH: str(2**40)},
+        ),
+        "BYTES length prefixes of 2**31-1": v2_binary(
+            length_prefix, (struct.pack("<I", 2**31 - 1) + b"abcd") * width
+        ),
+        f"data nested {depth:,} deep": (nested + b"[" * depth + b"1" + b"]" * depth + b"}]}", {}),
+    }
+
+
+def v2_claims(target: Target) -> Send:
+    """v2 infers claiming huge shapes, binary sizes, header lengths, BYTES lengths and
+    nesting, each with a few bytes of data."""
+    return v2_send_each(target, v2_claim_bodies(target.model))
+
+
+def v2_invalid_values(model: ServedModel, size_bytes: int, max_rows: int) -> tuple[bytes, int]:
+    """A v2 [N, F] FP64 tensor of about `size_bytes` whose every value is "x"; its rows."""
+    width = len(model.names)
+    rows = min(max_rows, max(1, (size_bytes - 128) // (len('"x", ') * width)))
+    head = f'{{"inputs": [{{"name": "input", "shape": [{rows}, {width}], "datatype": "FP64", '
+    data = '"data": [' + ", ".join(['"x"'] * (rows * width)) + "]}]}"
+    return (head + data).encode(), rows
+
+
+def v2_error_amplification(target: Target, *, size_bytes: int = 10 * MIB) -> Send:
+    """A v2 JSON infer of about `size_bytes` in which every value is invalid."""
+    body, rows = v2_invalid_values(target.model, size_bytes, target.max_rows)
+    send = post(target, v2_infer_path(target.model), body)
+
+    def run() -> Outcome:
+        outcome = send()
+        answer = outcome.details["responses"][0]
+        text = f"{len(body) / MIB:.1f} MiB, {rows:,} rows; error body {answer.get('bytes', 0):,} B"
+        return summarize(outcome, text)
+
+    return run
+
+
+def v2_largest_bodies(model: ServedModel, max_rows: int, max_body_bytes: int) -> V2Bodies:
+    """The largest valid [N, F] FP64 infers the server takes, as JSON and as binary data:
+    `max_rows` rows of numbers written with all their digits, fewer if the body limit
+    is reached first."""
+    width = len(model.names)
+    row = np.array(model.row) + np.random.default_rng(0).uniform(0.0, 1.0, width) / 3
+    row_bytes = len(json.dumps(row.tolist()))  # its numbers and separators, and 2 more
+    rows = min(max_rows, (max_body_bytes - 4096) // row_bytes)
+    flat = np.tile(row, rows)
+    tensor = {"name": "input", "shape": [rows, width], "datatype": "FP64"}
+    binary_tensor = {**tensor, "parameters": {"binary_data_size": flat.size * 8}}
+    return {
+        "json": (v2_body([{**tensor, "data": flat.tolist()}]), {}),
+        "binary": v2_binary({"inputs": [binary_tensor]}, flat.astype("<f8").tobytes()),
+    }
+
+
+def v2_send_each(target: Target, bodies: V2Bodies) -> Send:
+    """A step that posts each body to the v2 infer route in turn and reports the answers."""
+    path = v2_infer_path(target.model)
+
+    def run() -> Outcome:
+        started = time.monotonic()
+        statuses, answers = [], []
+        for label, (body, headers) in bodies.items():
+            status, facts, _ = send_request(target, "POST", path, body=body, headers=headers)
+            statuses.append(status)
+            answers.append({"body": label, "body_bytes": len(body), **facts})
+        text = "; ".join(
+            f"{a['body']} ({a['body_bytes'] / MIB:.1f} MiB): {s} in {a.get('seconds', '?')} s"
+            for a, s in zip(answers, statuses, strict=True)
+        )
+        return summarize(
+            Outcome(statuses, time.monotonic() - started, {"responses": answers}), text
+        )
+
+    return run
+
+
+def v2_largest(target: Target) -> Send:
+    """The largest valid v2 infers, JSON then binary tensors: time, memory and /livez."""
+    return v2_send_each(
+        target, v2_largest_bodies(target.model, target.max_rows, target.max_body_bytes)
+    )
+
+
 def _shortened(answers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Long ids cut to 200 characters, with their length: the results stay readable."""
     short = {}
@@ -1054,6 +1210,9 @@ ATTACKS: dict[str, Attack] = {
         drift_poisoning,
         latest_pointer,
         request_id,
+        v2_claims,
+        v2_error_amplification,
+        v2_largest,
     )
 }
 # sends 21 bodies of up to MAX_BODY_BYTES and waits for the log to write them
@@ -1353,6 +1512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": tag,
         "server_env": {k: v for k, v in server_env(Path("WORK"), tag).items() if k != "API_KEYS"},
         "max_body_bytes": target.max_body_bytes,
+        "max_rows": target.max_rows,
         "timeout_s": args.timeout,
         "server_starts": campaign.starts,
         "fresh_server": args.fresh_server,

@@ -122,3 +122,40 @@ def test_the_peak_sampler_sees_memory_that_is_freed_again() -> None:
 def test_statuses_are_counted_in_the_order_first_seen() -> None:
     assert abuse.status_text(["503", "200", "503"]) == "503 x2, 200"
     assert abuse.status_text({"timeout": 1}) == "timeout"
+
+
+def test_the_invalid_v2_tensor_holds_its_shape_in_text_values() -> None:
+    body, rows = abuse.v2_invalid_values(MODEL, size_bytes=MIB, max_rows=100_000)
+    (tensor,) = json.loads(body)["inputs"]
+    assert tensor["shape"] == [rows, 3] and len(tensor["data"]) == rows * 3
+    assert set(tensor["data"]) == {"x"}
+    assert 0.9 * MIB < len(body) <= MIB
+    _, capped = abuse.v2_invalid_values(MODEL, size_bytes=MIB, max_rows=10)
+    assert capped == 10
+
+
+def test_the_largest_v2_bodies_are_the_same_rows_within_both_limits() -> None:
+    bodies = abuse.v2_largest_bodies(MODEL, max_rows=1_000, max_body_bytes=10 * MIB)
+    json_body, json_headers = bodies["json"]
+    binary_body, binary_headers = bodies["binary"]
+    assert json_headers == {}
+    (tensor,) = json.loads(json_body)["inputs"]
+    assert tensor["shape"] == [1_000, 3]
+    cut = int(binary_headers[abuse.V2_HEADER_LENGTH])
+    (binary_tensor,) = json.loads(binary_body[:cut])["inputs"]
+    section = binary_body[cut:]
+    assert binary_tensor["parameters"]["binary_data_size"] == len(section) == 3_000 * 8
+    assert np.frombuffer(section, "<f8").tolist() == tensor["data"]
+    small = abuse.v2_largest_bodies(MODEL, max_rows=1_000_000, max_body_bytes=MIB)
+    assert MIB - 8192 < len(small["json"][0]) <= MIB
+
+
+def test_the_v2_claims_hold_a_few_bytes_each() -> None:
+    bodies = abuse.v2_claim_bodies(MODEL)
+    for label, (body, headers) in bodies.items():
+        if label.startswith("data nested"):
+            continue
+        assert len(body) < 1024, label
+        length = headers.get(abuse.V2_HEADER_LENGTH)
+        if length is not None and int(length) < len(body):  # the header itself is whole JSON
+            json.loads(body[: int(length)])
