@@ -3,7 +3,9 @@
 A request's tensors come in one of two forms: one `[N, F]` numeric tensor in schema order
 (all-numeric models), or one tensor per feature, named by it, `[N]` or `[N, 1]` (BYTES
 for text). Its shapes are checked before any data is read, its values by the one rule of
-`model.values`, vectorised, and every refusal names the tensor and the index. The answer
+`model.values`, vectorised, and every refusal names the tensor and the index. Flat JSON
+numbers of an all-numeric model, the common request, are first read by msgspec's typed
+decoder (`plain_call`), which takes only what that full reading takes. The answer
 holds `predict` (labels) and, for classifiers, `predict_proba` (`[N, C]`, the class
 order in the model's metadata), as JSON data or binary tensors, as the request asks.
 """
@@ -590,7 +592,7 @@ def _refusals(located: list[str], total: int) -> str:
 def _requested(
     request: InferenceRequest | _PlainRequest, model: ServedModel
 ) -> tuple[Requested, ...]:
-    default = _flag(request.parameters, "binary_data_output", False, "request")
+    default = _flag(request.parameters, "binary_data_output", False, output=None)
     if request.outputs is None:
         return tuple(Requested(name, default) for name in model.output_names)
     requested: dict[str, Requested] = {}
@@ -605,17 +607,17 @@ def _requested(
         if parameters is not None and "classification" in parameters:
             message = f"output '{name}': the classification extension is not served"
             raise V2Error(400, message)
-        binary = _flag(parameters, "binary_data", default, name)
+        binary = _flag(parameters, "binary_data", default, output=name)
         requested[name] = Requested(name, binary)
     return tuple(requested.values())
 
 
-def _flag(parameters: dict[str, Any] | None, key: str, default: bool, output: str) -> bool:
-    """The boolean parameter `key` (`output` names the output, or is "request")."""
+def _flag(parameters: dict[str, Any] | None, key: str, default: bool, output: str | None) -> bool:
+    """The boolean parameter `key` of the output named `output`, or of the request (None)."""
     value = default if parameters is None else parameters.get(key, default)
     if value is True or value is False:
         return value
-    where = output if output == "request" else f"output '{output}'"
+    where = "request" if output is None else f"output '{output}'"
     raise V2Error(400, f"{where}: binary_data parameters take true or false, not {value!r}")
 
 
