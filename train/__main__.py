@@ -16,12 +16,13 @@ from model.settings import MODEL_RUNTIMES, settings
 
 from .data import DataError, load_default, load_table
 from .evaluate import QualityGateError
-from .onnx_convert import DEFAULT_TOLERANCE
-from .pipeline import ESTIMATORS
-from .training import TrainConfig, train
+from .options import DEFAULT_TOLERANCE, ESTIMATORS
 
 if TYPE_CHECKING:
     from .score import ScoreSummary
+
+# Training (and the ONNX conversion it runs) is imported by the commands that train:
+# onnx and skl2onnx take about a second to import, which `score` and `list` would pay.
 
 COMMANDS = ("fit", "list", "promote", "rollback", "ensure", "score", "export")
 EXIT_BAD_ROWS = 3
@@ -185,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, train
+
     if args.data is not None:
         if not args.target:
             raise DataError("--target is required with --data")
@@ -239,6 +242,8 @@ def _ensure(name: str) -> int:
     if store.versions(name):
         print(f"model store has {store.resolve_tag(name)}; not training")
         return 0
+    from .training import TrainConfig, train
+
     features, target = load_default()
     result = train(features, target, TrainConfig(name=name, promote=True))
     print(f"trained and promoted {result.tag}")

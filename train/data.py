@@ -6,7 +6,6 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
-from sklearn.datasets import load_breast_cancer
 
 from model.tables import TableError, read_table
 
@@ -19,6 +18,8 @@ class DataError(ValueError):
 
 def load_default() -> tuple[pd.DataFrame, pd.Series]:
     """Breast-cancer diagnostics: 569 rows, 30 named numeric features, 0 malignant, 1 benign."""
+    from sklearn.datasets import load_breast_cancer  # not imported by commands that score
+
     bunch = load_breast_cancer(as_frame=True)
     features: pd.DataFrame = bunch.data
     target = bunch.target.rename(DEFAULT_TARGET)

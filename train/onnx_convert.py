@@ -40,13 +40,11 @@ from model.compiled import CompiledModel, GraphContract, graph_contract
 from model.outputs import predict
 from model.schema import FeatureSchema
 
+from .options import DEFAULT_TOLERANCE
+
 logger = logging.getLogger(__name__)
 
 OPSET = {"": 18, "ai.onnx.ml": 3}
-# Classifiers: the largest |probability difference| on any held-out row, and the same label
-# on every row. Regressors: the largest |prediction difference| over the target's standard
-# deviation on the training split.
-DEFAULT_TOLERANCE = 1e-4
 PREPROCESSED = "preprocessed"
 TREE_MODELS = ("RandomForest", "HistGradientBoosting", "DecisionTree", "ExtraTrees")
 

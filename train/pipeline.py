@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
@@ -19,8 +17,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from model.compiled import MISSING_CATEGORY
 from model.schema import FeatureKind, Task
 
-Estimator = Literal["linear", "random_forest", "hist_gradient_boosting"]
-ESTIMATORS: tuple[Estimator, ...] = ("linear", "random_forest", "hist_gradient_boosting")
+from .options import ESTIMATORS, Estimator
 
 
 def make_estimator(name: Estimator, task: Task, seed: int):

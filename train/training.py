@@ -16,8 +16,9 @@ from model.schema import Task, build_schema, infer_kinds, infer_task, to_model_f
 
 from .data import fingerprint
 from .evaluate import PRIMARY_METRIC, check_gate, evaluate
-from .onnx_convert import DEFAULT_TOLERANCE, convert
-from .pipeline import Estimator, build_pipeline
+from .onnx_convert import convert
+from .options import DEFAULT_TOLERANCE, Estimator
+from .pipeline import build_pipeline
 
 logger = logging.getLogger(__name__)
 
