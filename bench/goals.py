@@ -114,14 +114,32 @@ def open_inference(results: dict[str, Any]) -> list[Goal]:
             lambda v: v >= SINGLE_VS_PEERS,
             f"ours v2 {_rate(v2)}, MLServer {_rate(peer)}",
         ),
-        _goal(
-            f"{where}: ours v2 ÷ ours /predict",
-            f"≥ {V2_VS_PREDICT:g} (within 10 %)",
-            _ratio(v2, ours),
-            lambda v: v >= V2_VS_PREDICT,
-            f"ours v2 {_rate(v2)}, ours /predict {_rate(ours)}",
-        ),
+        _v2_vs_predict(results, where, ours, v2),
     ]
+
+
+def _v2_vs_predict(
+    results: dict[str, Any], where: str, ours: Point | None, v2: Point | None
+) -> Goal:
+    """Judged on the rounds taking turns when the run took them; else on the points."""
+    points = f"ours v2 {_rate(v2)}, ours /predict {_rate(ours)}"
+    rounds = results.get("v2_rounds")
+    if rounds:
+        value = rounds["median_per_round"]
+        ratios = ", ".join(f"{ratio:.2f}" for ratio in rounds["per_round"])
+        figures = (
+            f"median of {len(rounds['per_round'])} rounds of {rounds['seconds']} s taking "
+            f"turns ({ratios}); the points alone: {points}"
+        )
+    else:
+        value, figures = _ratio(v2, ours), points
+    return _goal(
+        f"{where}: ours v2 ÷ ours /predict",
+        f"≥ {V2_VS_PREDICT:g} (within 10 %)",
+        value,
+        lambda v: v >= V2_VS_PREDICT,
+        figures,
+    )
 
 
 def _best_share(results: dict[str, Any], system: str) -> dict[str, Any] | None:

@@ -99,6 +99,8 @@ class Plan:
     probe_s: int  # single client before and after the burst (bench.after_burst)
     burst_s: int
     rest_s: int
+    v2_rounds: int  # ours v2 ÷ ours /predict in rounds taking turns (bench.v2_ratio)
+    v2_round_s: int
 
 
 FULL = Plan(
@@ -115,6 +117,8 @@ FULL = Plan(
     probe_s=5,
     burst_s=10,
     rest_s=10,
+    v2_rounds=6,
+    v2_round_s=10,
 )
 QUICK = Plan(
     duration_s=2,
@@ -130,6 +134,8 @@ QUICK = Plan(
     probe_s=1,
     burst_s=2,
     rest_s=1,
+    v2_rounds=1,
+    v2_round_s=1,
 )
 RAW_BATCHES = (1, 256)
 BURST_CONNECTIONS = 64
@@ -573,12 +579,41 @@ def measure_after_burst(
     return records
 
 
+def measure_v2_rounds(
+    measured: list[System], servers: dict[str, ServerProcess], plan: Plan, scripts: Scripts
+) -> dict[str, Any] | None:
+    """Ours v2 ÷ ours /predict on ours' server in rounds taking turns (bench.v2_ratio): one
+    point of each moves by about ±10 % between runs here, as much as the goal's margin."""
+    from bench import v2_ratio
+
+    by_key = {system.key: system for system in measured}
+    if plan.v2_rounds == 0 or not {systems.OURS, systems.OURS_V2} <= by_key.keys():
+        return None
+    server = servers[systems.OURS]
+    routes = {v2_ratio.PREDICT: by_key[systems.OURS], v2_ratio.V2: by_key[systems.OURS_V2]}
+    rounds = v2_ratio.take_rounds(
+        {key: f"{server.url}{system.single_route}" for key, system in routes.items()},
+        {key: scripts.get(1, system.body, server.url) for key, system in routes.items()},
+        BURST_CONNECTIONS,
+        plan.v2_round_s,
+        plan.v2_rounds,
+        server.process.pid,
+    )
+    return {
+        "connections": BURST_CONNECTIONS,
+        "seconds": plan.v2_round_s,
+        "rounds": rounds,
+        **v2_ratio.summary(rounds),
+    }
+
+
 @dataclass
 class HttpRun:
     records: list[dict[str, Any]]
     facts: dict[str, dict[str, Any]]
     failed: dict[str, str]
     after_burst: list[dict[str, Any]]
+    v2_rounds: dict[str, Any] | None = None
 
 
 def _start_all(
@@ -672,6 +707,7 @@ def run_http(
                 record = measure_point(system, server, point, script, plan, pids)
                 print(_describe(record), flush=True)
                 run.records.append(record)
+        run.v2_rounds = measure_v2_rounds(measured, servers, plan, scripts)
         for key, server in running.items():
             facts[key]["memory_after_load"] = processes.memory(server.process.pid)
     for fact in facts.values():
@@ -804,6 +840,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "raw": raw,
         "batch_vs_raw": batch_vs_raw(run.records, raw),
         "after_burst": run.after_burst,
+        "v2_rounds": run.v2_rounds,
     }
     results["goals"] = [goal.to_json() for goal in goals.compute(results)]
     written = report.write(results, args.out)

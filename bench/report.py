@@ -241,6 +241,39 @@ def _after_burst(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _v2_rounds(results: dict[str, Any]) -> list[str]:
+    found = results.get("v2_rounds")
+    if not found:
+        return []
+    rows = [
+        [
+            str(index),
+            "/predict" if done["first"] == "predict" else "v2",
+            _num(done["predict"]["requests_per_s"]),
+            _num(done["v2"]["requests_per_s"]),
+            _num(ratio, 2),
+            _num(done["predict"]["server_cpu_us_per_request"]),
+            _num(done["v2"]["server_cpu_us_per_request"]),
+        ]
+        for index, (done, ratio) in enumerate(
+            zip(found["rounds"], found["per_round"], strict=True), start=1
+        )
+    ]
+    header = ["round", "first", "/predict req/s", "v2 req/s", "v2 ÷ /predict"]
+    header += ["/predict server CPU µs per request", "v2 server CPU µs per request"]
+    return [
+        "## Ours v2 ÷ ours /predict, in rounds",
+        "",
+        f"`bench.v2_ratio`'s measurement on ours' server after the points: single rows at "
+        f"{found['connections']} connections, {found['seconds']} s per route and round, the "
+        f"order alternating. Median of the rounds' ratios **{found['median_per_round']:.2f}**, "
+        f"ratio of the medians {found['of_medians']:.2f}.",
+        "",
+        *_table(header, rows, "rlrrrrr"),
+        "",
+    ]
+
+
 def _raw(results: dict[str, Any]) -> list[str]:
     lines = [
         "## The model in process",
@@ -315,7 +348,7 @@ def _systems(results: dict[str, Any]) -> list[str]:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = _header(results) + _goals(results) + _failed(results) + _systems(results)
-    lines += _points(results) + _ratios(results) + _after_burst(results)
+    lines += _points(results) + _ratios(results) + _after_burst(results) + _v2_rounds(results)
     lines += _raw(results) + _memory(results)
     return "\n".join(lines)
 

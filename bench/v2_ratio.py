@@ -108,23 +108,37 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for route, body in sent.items():
             (work / f"{route}.json").write_bytes(body)
             scripts[route] = wrk.post_script(work / f"{route}.lua", work / f"{route}.json")
-        pid = server.process.pid
         for route in (PREDICT, V2):
-            run_route(urls[route], scripts[route], args.connections, WARMUP_S, pid)
-        rounds = []
-        for index in range(args.rounds):
-            order = (PREDICT, V2) if index % 2 == 0 else (V2, PREDICT)
-            done = {
-                route: run_route(urls[route], scripts[route], args.connections, args.seconds, pid)
-                for route in order
-            }
-            rounds.append({**done, "first": order[0]})
-            print(
-                f"round {index + 1}: /predict {done[PREDICT]['requests_per_s']:,.0f}, "
-                f"v2 {done[V2]['requests_per_s']:,.0f} req/s",
-                flush=True,
-            )
+            run_route(urls[route], scripts[route], args.connections, WARMUP_S, server.process.pid)
+        rounds = take_rounds(
+            urls, scripts, args.connections, args.seconds, args.rounds, server.process.pid
+        )
     return {"model": tag, "rounds": rounds, **summary(rounds)}
+
+
+def take_rounds(
+    urls: dict[str, str],
+    scripts: dict[str, Path],
+    connections: int,
+    seconds: int,
+    count: int,
+    pid: int,
+) -> list[dict[str, Any]]:
+    """`count` rounds, each running both routes back to back, the order alternating."""
+    rounds = []
+    for index in range(count):
+        order = (PREDICT, V2) if index % 2 == 0 else (V2, PREDICT)
+        done = {
+            route: run_route(urls[route], scripts[route], connections, seconds, pid)
+            for route in order
+        }
+        rounds.append({**done, "first": order[0]})
+        print(
+            f"v2 ÷ /predict, round {index + 1}: /predict "
+            f"{done[PREDICT]['requests_per_s']:,.0f}, v2 {done[V2]['requests_per_s']:,.0f} req/s",
+            flush=True,
+        )
+    return rounds
 
 
 def main(argv: list[str] | None = None) -> int:
