@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -254,3 +257,16 @@ def test_onnx_and_sklearn_score_the_same_rows_and_report_the_same_errors(
     chunk = check_chunk(pa.Table.from_pandas(table), onnx_model.schema, np.arange(1, 501))
     from_frame = onnx_model.outputs(chunk.features[chunk.good])
     np.testing.assert_array_equal(onnx[probabilities], from_frame.probabilities)
+
+
+def test_the_command_line_imports_no_training_to_score():
+    """onnx, skl2onnx and scikit-learn's datasets cost about a second of every `score`."""
+    program = (
+        "import sys, train.__main__; "
+        "print(sorted(m for m in ('onnx', 'skl2onnx', 'sklearn.datasets', 'train.training') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"
