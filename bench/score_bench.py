@@ -199,15 +199,22 @@ def run_command(
             "--output", str(output), "--errors", f"{output}.errors.csv",
             "--chunk-rows", str(chunk_rows), "--no-progress"]  # fmt: skip
     cpu_started, started = children_cpu_seconds(), time.perf_counter()
-    done = subprocess.run(argv, cwd=command.tree, env=command.env, capture_output=True, text=True)
+    scored_in(command, argv, rows, " ".join(argv))
     seconds, cpu_seconds = time.perf_counter() - started, children_cpu_seconds() - cpu_started
+    return {"seconds": seconds, "rows_per_s": rows / seconds, "cpu_s": cpu_seconds}
+
+
+def scored_in(command: ScoreCommand, argv: list[str], rows: int, what: str) -> dict:
+    """Run `argv` (`what`) in `command`'s tree; the JSON summary it printed last, every row
+    scored."""
+    done = subprocess.run(argv, cwd=command.tree, env=command.env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} in {command.tree} exited {done.returncode}:\n"
+        raise RuntimeError(f"{what} in {command.tree} exited {done.returncode}:\n"
                            f"{done.stderr[-4000:]}")  # fmt: skip
     printed = json.loads(done.stdout.strip().splitlines()[-1])
     if (printed["scored"], printed["bad_rows"]) != (rows, 0):
         raise RuntimeError(f"{command.tree}: scored {printed}, expected {rows} good rows")
-    return {"seconds": seconds, "rows_per_s": rows / seconds, "cpu_s": cpu_seconds}
+    return printed
 
 
 # Run in a tree's directory: its `score_file` timed inside the process, after one chunk of
@@ -245,13 +252,7 @@ def run_timed_scoring(
     """Seconds, rows/s and CPU seconds of `score_file` inside a process of `command`'s tree."""
     argv = [sys.executable, "-c", TIMED_SCORING, tag, str(source), str(warm), str(output),
             str(chunk_rows)]  # fmt: skip
-    done = subprocess.run(argv, cwd=command.tree, env=command.env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"timed scoring in {command.tree} exited {done.returncode}:\n"
-                           f"{done.stderr[-4000:]}")  # fmt: skip
-    printed = json.loads(done.stdout.strip().splitlines()[-1])
-    if (printed["scored"], printed["bad_rows"]) != (rows, 0):
-        raise RuntimeError(f"{command.tree}: scored {printed}, expected {rows} good rows")
+    printed = scored_in(command, argv, rows, "timed scoring")
     return {"seconds": printed["seconds"], "rows_per_s": rows / printed["seconds"],
             "cpu_s": printed["cpu_s"], "runtime": printed["runtime"]}  # fmt: skip
 
