@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import bentoml
 import numpy as np
@@ -16,6 +14,7 @@ import requests
 
 from serving.arrow_bodies import read_stream, write_instances
 from serving.media import ARROW_STREAM
+from tests.integration.batching import batch_stats, in_bursts
 from train.data import load_default
 
 pytestmark = pytest.mark.integration
@@ -232,24 +231,13 @@ def test_python_client(server, breast_cancer_model):
     )
 
 
-def _batch_stats(server) -> tuple[float, float]:
-    text = requests.get(f"{server.url}/metrics", timeout=5).text
-    pattern = r'bentoml_service_adaptive_batch_size_{}{{[^}}]*method_name="predict"[^}}]*}} (\S+)'
-    total = sum(float(v) for v in re.findall(pattern.format("sum"), text))
-    count = sum(float(v) for v in re.findall(pattern.format("count"), text))
-    return total, count
-
-
 def test_concurrent_single_row_requests_are_batched_without_errors(server, breast_cancer_model):
-    clients, per_client = 64, 12
+    clients, bursts = 64, 12
     all_rows = rows(0, 569)
     wanted, _ = expected(breast_cancer_model, all_rows)
-    sum_before, count_before = _batch_stats(server)
-    local = threading.local()
+    sum_before, count_before = batch_stats(server, "predict")
 
-    def one(i: int) -> tuple[int, bool]:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
+    def one(session: requests.Session, i: int) -> tuple[int, bool]:
         index = i % len(all_rows)
         response = session.post(
             f"{server.url}/predict", json={"instances": [all_rows[index]]}, timeout=30
@@ -257,16 +245,15 @@ def test_concurrent_single_row_requests_are_batched_without_errors(server, breas
         correct = response.ok and response.json()["predictions"] == [wanted[index]]
         return response.status_code, correct
 
-    with ThreadPoolExecutor(clients) as pool:
-        results = list(pool.map(one, range(clients * per_client)))
+    results = in_bursts(clients, bursts, one)
     statuses = Counter(status for status, _ in results)
-    assert statuses == {200: clients * per_client}
+    assert statuses == {200: clients * bursts}
     assert all(correct for _, correct in results)
 
-    sum_after, count_after = _batch_stats(server)
+    sum_after, count_after = batch_stats(server, "predict")
     requests_batched = sum_after - sum_before
     batches = count_after - count_before
-    assert requests_batched == clients * per_client
+    assert requests_batched == clients * bursts
     mean_batch = requests_batched / batches
     assert mean_batch > 2.0, f"mean adaptive batch size {mean_batch:.2f}"
 
@@ -275,4 +262,4 @@ def test_metrics_endpoint_exposes_request_counters(server):
     post(server, "predict", {"instances": rows(0, 1)})
     text = requests.get(f"{server.url}/metrics", timeout=5).text
     assert re.search(r'bentoml_service_request_total\{[^}]*endpoint="/predict"', text)
-    assert not math.isnan(_batch_stats(server)[1])
+    assert not math.isnan(batch_stats(server, "predict")[1])

@@ -11,10 +11,8 @@ import json
 import os
 import re
 import subprocess
-import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from tritonclient.utils import InferenceServerException
 from bench.local import ROOT, Server
 from model import store
 from monitoring.payloads import read_records, to_frame
+from tests.integration.batching import batch_stats, in_bursts
 from tests.integration.test_user_csv import train_churn
 from train.data import load_default
 
@@ -199,15 +198,12 @@ def test_wrong_shapes_and_values_are_400_naming_tensor_and_index(server):
 
 
 def test_concurrent_single_row_infers_are_batched(server, breast_cancer_model):
-    clients, per_client = 32, 12
+    clients, bursts = 32, 12
     rows = FEATURES.to_numpy()
     wanted = breast_cancer_model.pipeline.predict(FEATURES).tolist()
-    before = _batch_stats(server, "v2_infer")
-    local = threading.local()
+    before = batch_stats(server, "v2_infer")
 
-    def one(i: int) -> tuple[int, bool]:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
+    def one(session: requests.Session, i: int) -> tuple[int, bool]:
         index = i % len(rows)
         tensor = {
             "name": "input",
@@ -223,38 +219,25 @@ def test_concurrent_single_row_infers_are_batched(server, breast_cancer_model):
         correct = response.ok and response.json()["outputs"][0]["data"] == [wanted[index]]
         return response.status_code, correct
 
-    with ThreadPoolExecutor(clients) as pool:
-        results = list(pool.map(one, range(clients * per_client)))
-    assert Counter(status for status, _ in results) == {200: clients * per_client}
+    results = in_bursts(clients, bursts, one)
+    assert Counter(status for status, _ in results) == {200: clients * bursts}
     assert all(correct for _, correct in results)
-    after = _batch_stats(server, "v2_infer")
+    after = batch_stats(server, "v2_infer")
     requests_batched, batches = after[0] - before[0], after[1] - before[1]
-    assert requests_batched == clients * per_client  # every row went through the batcher
+    assert requests_batched == clients * bursts  # every row went through the batcher
     assert requests_batched / batches > 2.0, f"mean batch {requests_batched / batches:.2f}"
 
 
 def test_large_infers_take_one_vectorised_model_call(server, breast_cancer_model):
     rows = FEATURES.sample(5000, replace=True, random_state=3).to_numpy()
-    before = _batch_stats(server, "v2_infer")
+    before = batch_stats(server, "v2_infer")
     result = client(server).infer("itest", [matrix_input(rows, True)])
-    assert _batch_stats(server, "v2_infer") == before  # not through the batcher
+    assert batch_stats(server, "v2_infer") == before  # not through the batcher
     frame = FEATURES.iloc[:0].reindex(range(len(rows)))
     frame[:] = rows
     assert (
         result.as_numpy("predict").tolist() == breast_cancer_model.pipeline.predict(frame).tolist()
     )
-
-
-def _batch_stats(server, method: str) -> tuple[float, float]:
-    text = requests.get(f"{server.url}/metrics", timeout=5).text
-    pattern = (
-        r"bentoml_service_adaptive_batch_size_{}{{[^}}]*method_name=\""
-        + method
-        + r"\"[^}}]*}} (\S+)"
-    )
-    total = sum(float(v) for v in re.findall(pattern.format("sum"), text))
-    count = sum(float(v) for v in re.findall(pattern.format("count"), text))
-    return total, count
 
 
 def test_metrics_label_v2_requests_by_route(server):
