@@ -94,6 +94,13 @@ class CompiledModel:
         self.contract = graph_contract(schema)
         self._classes = np.asarray(schema.classes) if schema.classes is not None else None
         self._class_names = [str(c) for c in schema.classes or []]
+        inputs = [i.name for i in self._session.get_inputs()]
+        expected = [spec.input for spec in self.contract.features]
+        if sorted(inputs) != sorted(expected):
+            unknown = sorted(set(inputs) ^ set(expected))
+            raise ValueError(
+                f"the ONNX model's inputs do not match the feature schema (differ: {unknown[:5]})"
+            )
         wanted = [o.name for o in self._session.get_outputs()]
         missing = [name for name in self.contract.outputs if name not in wanted]
         if missing:

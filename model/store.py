@@ -11,6 +11,7 @@ metadata: scikit-learn and joblib are imported where a pipeline is saved or load
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -48,13 +49,18 @@ class RegistryError(RuntimeError):
 @dataclass(frozen=True)
 class LoadedModel:
     tag: str
-    pipeline: Pipeline
+    pipeline_file: Path
     schema: FeatureSchema
     labels: dict[str, str]
     metadata: dict[str, Any]
     created_at: datetime
     compiled: CompiledModel | None = None
     runtime_note: str = "MODEL_RUNTIME=sklearn"  # why this runtime answers
+
+    @functools.cached_property
+    def pipeline(self) -> Pipeline:
+        """The fitted scikit-learn pipeline, loaded on first use and checked against the schema."""
+        return _load_pipeline(self.tag, self.pipeline_file, self.schema)
 
     @property
     def runtime(self) -> str:
@@ -213,29 +219,25 @@ def choose_served(name: str, tag: str = "") -> ServedChoice:
         return ServedChoice(tag or f"{name}:latest", None, f"model {wanted}: {exc}")
 
 
-def load_stored(model: bentoml.Model, runtime: str = "auto") -> LoadedModel:
-    """The version's pipeline and schema, answering with `runtime` (MODEL_RUNTIME)."""
+def load_stored(
+    model: bentoml.Model, runtime: str = "auto", *, pipeline_when_used: bool = False
+) -> LoadedModel:
+    """The version's pipeline and schema, answering with `runtime` (MODEL_RUNTIME).
+
+    The pipeline is loaded and checked against the schema here, even when ONNX answers: a
+    version whose pipeline is damaged never serves, and MODEL_RUNTIME=sklearn stays a way
+    back. With `pipeline_when_used` and ONNX answering, it is loaded on first use instead:
+    a command that only scores with ONNX does not import scikit-learn (about 1.5 s).
+    """
     info = model.info
     metadata = dict(info.metadata)
     if "schema" not in metadata:
         raise RegistryError(f"{model.tag} has no feature schema; it was not registered by train")
     schema = FeatureSchema.from_metadata(metadata["schema"])
-    import joblib
-
-    try:
-        pipeline = joblib.load(model.path_of(PIPELINE_FILE))
-    except Exception as exc:  # a truncated or foreign file fails in many ways
-        raise RegistryError(f"{model.tag}: cannot load {PIPELINE_FILE}: {exc}") from exc
-    fitted_on = list(getattr(pipeline, "feature_names_in_", schema.names))
-    if fitted_on != schema.names:
-        raise RegistryError(
-            f"{model.tag}: the pipeline was fitted on {fitted_on[:5]}... but the stored schema "
-            f"lists {schema.names[:5]}...; the model does not match its schema"
-        )
     compiled, note = _compiled(model, schema, metadata, runtime)
-    return LoadedModel(
+    loaded = LoadedModel(
         tag=str(model.tag),
-        pipeline=pipeline,
+        pipeline_file=Path(model.path_of(PIPELINE_FILE)),
         schema=schema,
         labels=dict(info.labels),
         metadata=metadata,
@@ -243,6 +245,25 @@ def load_stored(model: bentoml.Model, runtime: str = "auto") -> LoadedModel:
         compiled=compiled,
         runtime_note=note,
     )
+    if compiled is None or not pipeline_when_used:
+        loaded.pipeline  # noqa: B018  (loads and checks it)
+    return loaded
+
+
+def _load_pipeline(tag: str, path: Path, schema: FeatureSchema) -> Pipeline:
+    import joblib
+
+    try:
+        pipeline = joblib.load(path)
+    except Exception as exc:  # a truncated or foreign file fails in many ways
+        raise RegistryError(f"{tag}: cannot load {PIPELINE_FILE}: {exc}") from exc
+    fitted_on = list(getattr(pipeline, "feature_names_in_", schema.names))
+    if fitted_on != schema.names:
+        raise RegistryError(
+            f"{tag}: the pipeline was fitted on {fitted_on[:5]}... but the stored schema "
+            f"lists {schema.names[:5]}...; the model does not match its schema"
+        )
+    return pipeline
 
 
 def _compiled(
@@ -279,8 +300,8 @@ def _compiled(
     return None, f"MODEL_RUNTIME=auto: scikit-learn, because {problem}"
 
 
-def load(tag: str, runtime: str = "auto") -> LoadedModel:
-    return load_stored(_get(tag), runtime)
+def load(tag: str, runtime: str = "auto", *, pipeline_when_used: bool = False) -> LoadedModel:
+    return load_stored(_get(tag), runtime, pipeline_when_used=pipeline_when_used)
 
 
 def onnx_path(tag: str) -> Path:

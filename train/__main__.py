@@ -15,8 +15,7 @@ from model import store
 from model.settings import MODEL_RUNTIMES, settings
 
 from .data import DataError, load_default, load_table
-from .evaluate import QualityGateError
-from .options import DEFAULT_TOLERANCE, ESTIMATORS
+from .options import DEFAULT_TOLERANCE, ESTIMATORS, QualityGateError
 
 if TYPE_CHECKING:
     from .score import ScoreSummary
@@ -261,8 +260,9 @@ def _score(args: argparse.Namespace) -> int:
     if args.engine == "spark":
         summary = _score_on_spark(args, store.load(tag, args.runtime), errors, keep)
     else:
+        model = store.load(tag, args.runtime, pipeline_when_used=True)
         summary = score_file(
-            store.load(tag, args.runtime), Path(args.input), Path(args.output), Path(errors),
+            model, Path(args.input), Path(args.output), Path(errors),
             chunk_rows=args.chunk_rows, keep=keep, progress=not args.no_progress,
         )  # fmt: skip
     print(json.dumps({"model": tag, "rows": summary.rows, "scored": summary.scored,

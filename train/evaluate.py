@@ -16,12 +16,10 @@ from sklearn.pipeline import Pipeline
 
 from model.schema import Task
 
+from .options import QualityGateError
+
 PRIMARY_METRIC: dict[Task, str] = {"classification": "roc_auc", "regression": "r2"}
 LOWER_IS_BETTER = frozenset({"mae", "rmse"})
-
-
-class QualityGateError(RuntimeError):
-    """The model scored below the required minimum; nothing was registered."""
 
 
 def evaluate(pipeline: Pipeline, features: pd.DataFrame, target: pd.Series, task: Task) -> dict:

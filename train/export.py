@@ -16,7 +16,8 @@ from model.compiled import graph_contract
 
 def export_onnx(tag: str, out: Path) -> tuple[Path, Path]:
     """Writes `out` (the ONNX model) and `out` with `.json` (its schema); returns both."""
-    model = store.load(tag, runtime="onnx")  # refuses a version whose ONNX did not pass parity
+    # refuses a version whose ONNX did not pass parity
+    model = store.load(tag, runtime="onnx", pipeline_when_used=True)
     schema_path = out.with_suffix(".json")
     description = {
         "model": model.tag,

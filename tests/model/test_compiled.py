@@ -82,3 +82,13 @@ def test_a_frame_and_column_views_answer_as_contiguous_columns(model):
     views = columns_of(frame) | {name: matrix[:, i] for i, name in enumerate(numeric)}
     assert not views[numeric[0]].flags.c_contiguous
     assert_same(model.outputs_from_columns(views), expected)
+
+
+def test_a_graph_whose_inputs_are_not_the_schemas_is_refused(tag):
+    """A schema edited after registration must not reach onnxruntime's run as a 500."""
+    loaded = store.load(tag, "onnx")
+    renamed = loaded.schema.model_copy(deep=True)
+    renamed.features[0].name = "renamed feature"
+    onnx_model = store.onnx_path(tag).read_bytes()
+    with pytest.raises(ValueError, match="inputs do not match the feature schema"):
+        CompiledModel(onnx_model, renamed)

@@ -263,10 +263,48 @@ def test_the_command_line_imports_no_training_to_score():
     """onnx, skl2onnx and scikit-learn's datasets cost about a second of every `score`."""
     program = (
         "import sys, train.__main__; "
-        "print(sorted(m for m in ('onnx', 'skl2onnx', 'sklearn.datasets', 'train.training') "
+        "print(sorted(m for m in ('onnx', 'skl2onnx', 'sklearn', 'train.training') "
         "if m in sys.modules))"
     )
     done = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_scoring_with_onnx_imports_no_scikit_learn(cancer_model, tmp_path):
+    """Nothing but the ONNX model answers, so scikit-learn's 1.5 s import is not paid."""
+    features, _ = load_default()
+    features.iloc[:40].to_parquet(tmp_path / "in.parquet")
+    program = (
+        "import sys; from train.__main__ import main; "
+        f"code = main(['score', '--model', {cancer_model.tag!r}, '--runtime', 'onnx', "
+        f"'--input', {str(tmp_path / 'in.parquet')!r}, "
+        f"'--output', {str(tmp_path / 'out.parquet')!r}, '--no-progress']); "
+        "print(code, 'sklearn' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "0 False", done.stderr
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    expected = cancer_model.pipeline.predict_proba(features.iloc[:40])
+    np.testing.assert_allclose(out[["probability_0", "probability_1"]], expected, atol=1e-9)
+
+
+def test_a_damaged_pipeline_fails_the_load_unless_onnx_answers_and_it_waits(tmp_path):
+    """The server loads and checks the pipeline even when ONNX answers; ONNX-only scoring
+    loads it on first use, and that use fails as the load would have."""
+    features, target = load_default()
+    tag = train(features, target, TrainConfig(name="score-damaged")).tag
+    path = store.load(tag, "onnx").pipeline_file
+    path.write_bytes(b"not a pickle at all")
+    with pytest.raises(store.RegistryError, match="cannot load pipeline.joblib"):
+        store.load(tag, "onnx")
+    with pytest.raises(store.RegistryError, match="cannot load pipeline.joblib"):
+        store.load(tag, "sklearn", pipeline_when_used=True)
+    waiting = store.load(tag, "onnx", pipeline_when_used=True)
+    answer = waiting.outputs(features.iloc[:5])
+    assert answer.probabilities is not None and answer.probabilities.shape == (5, 2)
+    with pytest.raises(store.RegistryError, match="cannot load pipeline.joblib"):
+        waiting.pipeline  # noqa: B018
