@@ -299,12 +299,12 @@ def test_a_damaged_pipeline_fails_the_load_unless_onnx_answers_and_it_waits(tmp_
     tag = train(features, target, TrainConfig(name="score-damaged")).tag
     path = store.load(tag, "onnx").pipeline_file
     path.write_bytes(b"not a pickle at all")
-    with pytest.raises(store.RegistryError, match="cannot load pipeline.joblib"):
+    with pytest.raises(store.RegistryError, match=r"cannot load pipeline\.joblib"):
         store.load(tag, "onnx")
-    with pytest.raises(store.RegistryError, match="cannot load pipeline.joblib"):
+    with pytest.raises(store.RegistryError, match=r"cannot load pipeline\.joblib"):
         store.load(tag, "sklearn", pipeline_when_used=True)
     waiting = store.load(tag, "onnx", pipeline_when_used=True)
     answer = waiting.outputs(features.iloc[:5])
     assert answer.probabilities is not None and answer.probabilities.shape == (5, 2)
-    with pytest.raises(store.RegistryError, match="cannot load pipeline.joblib"):
+    with pytest.raises(store.RegistryError, match=r"cannot load pipeline\.joblib"):
         waiting.pipeline  # noqa: B018
