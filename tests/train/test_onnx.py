@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -83,6 +84,23 @@ def test_every_estimator_converts_passes_parity_and_answers_like_the_pipeline(ta
         assert compiled.predictions.tolist() == expected.predictions.tolist()
         assert compiled.classes == expected.classes
         np.testing.assert_allclose(compiled.probabilities, expected.probabilities, atol=1e-4)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_linear_models_answer_without_scaling_in_the_graph(task):
+    """The scaler is folded into the weights: no Sub (or Scaler) over the inputs, same answers."""
+    features, target = mixed_table(task)
+    tag = train(features, target, TrainConfig(name=f"onnx-fold-{task}")).tag
+    loaded = store.load(tag)
+    graph = onnx.load_from_string(store.onnx_path(tag).read_bytes()).graph
+    assert not {"Sub", "Scaler"} & {node.op_type for node in graph.node}
+    rows = scored_rows(features)
+    expected = store.load(tag, "sklearn").outputs(rows)
+    answer = loaded.outputs(rows)
+    if task == "regression":
+        np.testing.assert_allclose(answer.predictions, expected.predictions, rtol=1e-12)
+    else:
+        np.testing.assert_allclose(answer.probabilities, expected.probabilities, atol=1e-12)
 
 
 def test_a_parity_failure_keeps_the_version_on_scikit_learn_with_the_reason():
