@@ -531,6 +531,9 @@ def number_column(column: pa.Array | pa.ChunkedArray, max_problems: int = 100) -
     """
     _check_max_problems(max_problems)
     array = _plain_array(column)
+    plain = _plain_floats(array)
+    if plain is not None:
+        return NumberColumn(plain, np.zeros(len(plain), dtype=bool), [], 0)
     arrow_type = array.type
     missing = _null_mask(array)
     refusals: list[tuple[str, np.ndarray]]
@@ -678,6 +681,22 @@ def _null_mask(array: pa.Array) -> np.ndarray:
 def _floats(array: pa.Array, *, writable: bool = True) -> np.ndarray:
     """float64 values, NaN where null (integers beyond 2**53 rounded, as pydantic does)."""
     return _numpy(array.cast(pa.float64(), safe=False), writable=writable)
+
+
+def _plain_floats(array: pa.Array) -> np.ndarray | None:
+    """The values of a float64 column without nulls whose values are all accepted, as a
+    read-only view, in two reductions; None for any other column (the full check decides).
+
+    np.minimum and np.maximum carry a NaN through, and ±inf lies beyond the limits, so
+    either bound failing covers every refusal such a column can hold.
+    """
+    if array.type != pa.float64() or array.null_count or not len(array):
+        return None
+    values = array.to_numpy(zero_copy_only=True)
+    lowest, highest = np.minimum.reduce(values), np.maximum.reduce(values)
+    if lowest >= -MAX_ABS_NUMBER and highest <= MAX_ABS_NUMBER:
+        return values
+    return None
 
 
 def _any(refusals: list[tuple[str, np.ndarray]], rows: int) -> np.ndarray:

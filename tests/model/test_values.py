@@ -573,6 +573,17 @@ def test_a_large_clean_column_is_accepted_whole():
     np.testing.assert_array_equal(text.values, floats)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), 1e16, -1e16])
+@pytest.mark.parametrize("at", [0, 5, 9])
+def test_one_bad_float_among_accepted_ones_is_refused(bad, at):
+    """A float64 column without nulls takes a quicker check; one bad value still fails it."""
+    floats = np.linspace(-5.0, 5.0, 10)
+    floats[at] = bad
+    checked = number_column(pa.array(floats))
+    assert checked.refused_count == 1 and [p.row for p in checked.problems] == [at]
+    assert math.isnan(checked.values[at]) and checked.values.flags.writeable
+
+
 # --------------------------------------------------------------- Arrow: problems bounded
 
 
