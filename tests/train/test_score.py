@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,8 @@ from train.training import TrainConfig, train
 
 from .test_onnx import mixed_table
 from .test_training import churn_table
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -272,21 +276,29 @@ def test_the_command_line_imports_no_training_to_score():
     assert done.stdout.strip() == "[]"
 
 
+def scored_in_a_process(arguments: list[str], modules: tuple[str, ...]) -> tuple[int, list[str]]:
+    """`python -m train score` with `arguments` in a fresh interpreter: its exit code, and
+    which of `modules` it imported on the way."""
+    program = (
+        "import json, sys; from train.__main__ import main; "
+        f"code = main(['score', *{arguments!r}]); "
+        f"print(json.dumps([code, sorted(m for m in {modules!r} if m in sys.modules)]))"
+    )
+    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    code, imported = json.loads(done.stdout.strip().splitlines()[-1])
+    return code, imported
+
+
 def test_scoring_with_onnx_imports_no_scikit_learn(cancer_model, tmp_path):
     """Nothing but the ONNX model answers, so scikit-learn's 1.5 s import is not paid."""
     features, _ = load_default()
     features.iloc[:40].to_parquet(tmp_path / "in.parquet")
-    program = (
-        "import sys; from train.__main__ import main; "
-        f"code = main(['score', '--model', {cancer_model.tag!r}, '--runtime', 'onnx', "
-        f"'--input', {str(tmp_path / 'in.parquet')!r}, "
-        f"'--output', {str(tmp_path / 'out.parquet')!r}, '--no-progress']); "
-        "print(code, 'sklearn' in sys.modules)"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert done.stdout.strip().splitlines()[-1] == "0 False", done.stderr
+    arguments = ["--model", cancer_model.tag, "--runtime", "onnx", "--input",
+                 str(tmp_path / "in.parquet"), "--output", str(tmp_path / "out.parquet"),
+                 "--no-progress"]  # fmt: skip
+    assert scored_in_a_process(arguments, ("sklearn",)) == (0, [])
     out = pd.read_parquet(tmp_path / "out.parquet")
     expected = cancer_model.pipeline.predict_proba(features.iloc[:40])
     np.testing.assert_allclose(out[["probability_0", "probability_1"]], expected, atol=1e-9)

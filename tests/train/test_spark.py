@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import joblib
@@ -21,6 +19,8 @@ from train.spark.engine import _hidden, _output_type
 from train.spark.executor import FILE_COLUMN, POSITION_COLUMN, RAGGED_COLUMN, BatchPlan
 from train.spark.session import under_spark_submit
 from train.training import TrainConfig, train
+
+from .test_score import scored_in_a_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,14 +116,7 @@ def test_spark_options_and_outputs():
 def test_local_scoring_never_imports_pyspark(cancer_model, tmp_path):
     features, _ = load_default()
     features.iloc[:5].to_parquet(tmp_path / "in.parquet")
-    program = (
-        "import sys; from train.__main__ import main; "
-        f"code = main(['score', '--model', {cancer_model.tag!r}, '--input', "
-        f"{str(tmp_path / 'in.parquet')!r}, '--output', {str(tmp_path / 'out.csv')!r}, "
-        "'--no-progress']); "
-        "assert 'pyspark' not in sys.modules, 'pyspark imported'; sys.exit(code)"
-    )
-    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    arguments = ["--model", cancer_model.tag, "--input", str(tmp_path / "in.parquet"),
+                 "--output", str(tmp_path / "out.csv"), "--no-progress"]  # fmt: skip
+    assert scored_in_a_process(arguments, ("pyspark",)) == (0, [])
     assert len(pd.read_csv(tmp_path / "out.csv")) == 5
