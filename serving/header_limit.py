@@ -9,6 +9,7 @@ own, 16 KiB, and is left as it is.)
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -21,17 +22,32 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     Bytes are counted from the start of a request until its headers are complete: the
     parser holds at most the limit plus one socket read.
+
+    After the 431 the server stops sending but lingers, reading and dropping what the
+    client still sends, for at most `linger_seconds` and `linger_bytes`: closing with
+    unread bytes makes the kernel reset the connection, which can destroy the 431 before
+    the client reads it.
     """
 
     max_header_bytes = 64 * 2**10
+    linger_seconds = 2.0
+    linger_bytes = 2**20
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reading_headers = True
         self.headers_ended_in_read = False
         self.header_bytes = 0
+        self.refused = False
+        self.dropped_bytes = 0
+        self.linger_end: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
+        if self.refused:
+            self.dropped_bytes += len(data)
+            if self.dropped_bytes > self.linger_bytes:
+                self.transport.close()
+            return
         counted = self.reading_headers
         self.headers_ended_in_read = False
         super().data_received(data)
@@ -65,7 +81,17 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             b"content-length: " + str(len(body)).encode() + b"\r\n"
             b"connection: close\r\n\r\n" + body
         )
-        self.transport.close()
+        self.refused = True
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.linger_end = self.loop.call_later(self.linger_seconds, self.transport.close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.linger_end is not None:
+            self.linger_end.cancel()
+        super().connection_lost(exc)
 
 
 def install(max_header_bytes: int) -> bool:
