@@ -6,9 +6,10 @@ code runs); a body it refuses (text, booleans, or an error) is read again under 
 rule of `model.values`, in chunks of instances, which accepts what it should and reports
 what it refuses: at most `MAX_REPORTED_ERRORS`, located by instance index and feature
 name (`locate_errors`), plus the total. The batch API reads a body of plain number rows
-straight into one float64 matrix first (`plain_matrix`: msgspec's typed decoder, then
-numpy checks the shape and the limits), and Arrow IPC streams (`arrow_bodies.py`) column
-by column; both skip a validated object per value.
+straight into one float64 matrix first (`plain_matrix`: simdjson copies the numbers
+(`json_rows.py`), or msgspec's typed decoder reads rows with nulls, then numpy checks the
+shape and the limits), and Arrow IPC streams (`arrow_bodies.py`) column by column; both
+skip a validated object per value.
 
 Large bodies are read in a worker thread, so the event loop keeps answering probes and
 small requests meanwhile; the chunks keep each step short, so the loop gets its turn.
@@ -34,6 +35,7 @@ from .arrow_bodies import read_columns
 from .capture import remember_instances
 from .errors import MAX_REPORTED_ERRORS, summarize
 from .instances import Columns, PlainNumber, instance_type, instances_field, locate_errors
+from .json_rows import count_byte, number_rows
 from .media import ARROW_MEDIA_TYPE, media_type_of
 
 # bodies up to this size are read on the event loop: a thread hop costs more than they do
@@ -164,8 +166,23 @@ def plain_matrix(
     that many rows have is left alone before it is decoded, so that the objects built for
     it are bounded by the rows accepted, not by the body's size.
     """
-    if body.count(b"[") > max_rows + 1 or body.count(b",") >= max_rows * width + 1:
+    if count_byte(body, b"[") > max_rows + 1 or count_byte(body, b",") >= max_rows * width + 1:
         return None
+    matrix = number_rows(body, width, max_rows)
+    if matrix is None:
+        matrix = _decoded_rows(decoder, body, width, max_rows)
+    if matrix is None:
+        return None
+    if matrix.min() >= -MAX_ABS_NUMBER and matrix.max() <= MAX_ABS_NUMBER:
+        return matrix
+    with np.errstate(invalid="ignore"):  # a null's NaN fails the test above, and is allowed
+        beyond = np.abs(matrix) > MAX_ABS_NUMBER
+    return None if beyond.any() else matrix
+
+
+def _decoded_rows(
+    decoder: msgspec.json.Decoder, body: bytes, width: int, max_rows: int
+) -> np.ndarray | None:
     try:
         rows = decoder.decode(body).instances
     except msgspec.DecodeError:  # also a value of another type, or a number beyond float64
@@ -176,11 +193,7 @@ def plain_matrix(
         matrix = np.array(rows, dtype=np.float64)
     except ValueError:  # rows of different lengths
         return None
-    if matrix.shape != (len(rows), width):
-        return None
-    with np.errstate(invalid="ignore"):
-        beyond = np.abs(matrix) > MAX_ABS_NUMBER  # NaN (a null) is not beyond
-    return None if beyond.any() else matrix
+    return matrix if matrix.shape == (len(rows), width) else None
 
 
 def _parsed(body: bytes) -> Any:

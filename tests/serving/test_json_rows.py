@@ -1,0 +1,90 @@
+"""simdjson's pass over plain number rows: the values msgspec's pass reads, or no answer."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from serving.inputs import _decoded_rows, _PlainRows
+from serving.json_rows import number_rows
+
+DECODER = msgspec.json.Decoder(_PlainRows)
+NUMBERS = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(min_value=-1e-300, max_value=1e-300),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.lists(NUMBERS, min_size=3, max_size=3), min_size=1, max_size=8))
+def test_numbers_read_are_msgspecs_to_the_bit(rows: list[list[float]]) -> None:
+    body = json.dumps({"instances": rows}).encode()
+    expected = _decoded_rows(DECODER, body, 3, 8)
+    matrix = number_rows(body, 3, 8)
+    if matrix is None:  # only integers beyond 64 bits, which msgspec reads as floats
+        assert any(abs(v) >= 2**63 for row in rows for v in row if isinstance(v, int))
+        return
+    assert expected is not None
+    assert matrix.tobytes() == expected.tobytes()
+
+
+def test_written_forms_of_numbers_are_read_exactly() -> None:
+    body = b'{"instances": [[-0.0, 1E2, 2e-400], [0.1, 12345678901234567, -7], [1.5e+3, 0, 9]]}'
+    matrix = number_rows(body, 3, 3)
+    assert matrix is not None and matrix.flags.writeable
+    assert matrix.tobytes() == np.array(json.loads(body)["instances"], dtype=float).tobytes()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"instances": [[1, null, 3]]}',
+        b'{"instances": [[1, true, 3]]}',
+        b'{"instances": [[1, "2", 3]]}',
+        b'{"instances": [[1, {}, 3]]}',
+        b'{"instances": [[1, 2], [3, 4, 5, 6]]}',  # as many values as two rows of three
+        b'{"instances": [[1, [2, 3]], [4, 5, 6]]}',
+        b'{"instances": [[1, []], [[2, 3], 4]]}',  # each row two items, four numbers in all
+        b'{"instances": [1, 2, 3]}',
+        b'{"instances": [[1, 2, 3]], "other": 1}',
+        b'{"instances": [[1, 2, 3]], "instances": [[4, 5, 6]]}',
+        b'{"rows": [[1, 2, 3]]}',
+        b"[[1, 2, 3]]",
+        b'{"instances": []}',
+        b'{"instances": [[1, 2, 3]]} trailing',
+        b'{"instances": [[1, 2, 1e400]]}',
+        b'{"instances": [[1, 2, 01]]}',
+        b'{"instances": [[1, 2, NaN]]}',
+        b'{"instances": [[1, 2, 3]]}\xff',
+        b"",
+    ],
+)
+def test_anything_else_gets_no_answer(text: bytes) -> None:
+    assert number_rows(text, 3, 3) is None
+
+
+def test_more_rows_than_allowed_get_no_answer() -> None:
+    assert number_rows(json.dumps({"instances": [[1, 2, 3]] * 4}).encode(), 3, 3) is None
+
+
+def test_parsers_are_reused_after_refusals_and_never_shared() -> None:
+    bodies = [b'{"instances": [[1, true, 3]]}', b'{"instances": [[1, [2], 3]]}'] * 20
+    assert all(number_rows(body, 3, 3) is None for body in bodies)
+    matrices = [np.full((50, 3), float(i)) for i in range(64)]
+
+    def read(matrix: np.ndarray) -> np.ndarray | None:
+        return number_rows(json.dumps({"instances": matrix.tolist()}).encode(), 3, 50)
+
+    with ThreadPoolExecutor(8) as pool:
+        read_back = list(pool.map(read, matrices))
+    assert all(
+        got is not None and np.array_equal(got, sent)
+        for got, sent in zip(read_back, matrices, strict=True)
+    )
