@@ -166,9 +166,10 @@ def plain_matrix(
     that many rows have is left alone before it is decoded, so that the objects built for
     it are bounded by the rows accepted, not by the body's size.
     """
-    if count_byte(body, b"[") > max_rows + 1 or count_byte(body, b",") >= max_rows * width + 1:
+    brackets = count_byte(body, b"[")
+    if brackets > max_rows + 1 or count_byte(body, b",") >= max_rows * width + 1:
         return None
-    matrix = number_rows(body, width, max_rows)
+    matrix = number_rows(body, width, max_rows, brackets=brackets)
     if matrix is None:
         matrix = _decoded_rows(decoder, body, width, max_rows)
     if matrix is None:

@@ -12,9 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from serving.inputs import _decoded_rows, _PlainRows
-from serving.json_rows import number_rows
+from serving.json_rows import count_byte, number_rows
 
 DECODER = msgspec.json.Decoder(_PlainRows)
+
+
+def read(body: bytes, width: int = 3, max_rows: int = 3) -> np.ndarray | None:
+    return number_rows(body, width, max_rows, brackets=count_byte(body, b"["))
+
+
 NUMBERS = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False),
@@ -27,7 +33,7 @@ NUMBERS = st.one_of(
 def test_numbers_read_are_msgspecs_to_the_bit(rows: list[list[float]]) -> None:
     body = json.dumps({"instances": rows}).encode()
     expected = _decoded_rows(DECODER, body, 3, 8)
-    matrix = number_rows(body, 3, 8)
+    matrix = read(body, 3, 8)
     if matrix is None:  # only integers beyond 64 bits, which msgspec reads as floats
         assert any(abs(v) >= 2**63 for row in rows for v in row if isinstance(v, int))
         return
@@ -37,7 +43,7 @@ def test_numbers_read_are_msgspecs_to_the_bit(rows: list[list[float]]) -> None:
 
 def test_written_forms_of_numbers_are_read_exactly() -> None:
     body = b'{"instances": [[-0.0, 1E2, 2e-400], [0.1, 12345678901234567, -7], [1.5e+3, 0, 9]]}'
-    matrix = number_rows(body, 3, 3)
+    matrix = read(body)
     assert matrix is not None and matrix.flags.writeable
     assert matrix.tobytes() == np.array(json.loads(body)["instances"], dtype=float).tobytes()
 
@@ -67,23 +73,23 @@ def test_written_forms_of_numbers_are_read_exactly() -> None:
     ],
 )
 def test_anything_else_gets_no_answer(text: bytes) -> None:
-    assert number_rows(text, 3, 3) is None
+    assert read(text) is None
 
 
 def test_more_rows_than_allowed_get_no_answer() -> None:
-    assert number_rows(json.dumps({"instances": [[1, 2, 3]] * 4}).encode(), 3, 3) is None
+    assert read(json.dumps({"instances": [[1, 2, 3]] * 4}).encode()) is None
 
 
 def test_parsers_are_reused_after_refusals_and_never_shared() -> None:
     bodies = [b'{"instances": [[1, true, 3]]}', b'{"instances": [[1, [2], 3]]}'] * 20
-    assert all(number_rows(body, 3, 3) is None for body in bodies)
+    assert all(read(body) is None for body in bodies)
     matrices = [np.full((50, 3), float(i)) for i in range(64)]
 
-    def read(matrix: np.ndarray) -> np.ndarray | None:
-        return number_rows(json.dumps({"instances": matrix.tolist()}).encode(), 3, 50)
+    def read_matrix(matrix: np.ndarray) -> np.ndarray | None:
+        return read(json.dumps({"instances": matrix.tolist()}).encode(), 3, 50)
 
     with ThreadPoolExecutor(8) as pool:
-        read_back = list(pool.map(read, matrices))
+        read_back = list(pool.map(read_matrix, matrices))
     assert all(
         got is not None and np.array_equal(got, sent)
         for got, sent in zip(read_back, matrices, strict=True)
