@@ -7,7 +7,7 @@ rule of `model.values`, in chunks of instances, which accepts what it should and
 what it refuses: at most `MAX_REPORTED_ERRORS`, located by instance index and feature
 name (`locate_errors`), plus the total. The batch API reads a body of plain number rows
 straight into one float64 matrix first (`plain_matrix`: simdjson copies the numbers
-(`json_rows.py`), or msgspec's typed decoder reads rows with nulls, then numpy checks the
+(`json_numbers.py`), or msgspec's typed decoder reads rows with nulls, then numpy checks the
 shape and the limits), and Arrow IPC streams (`arrow_bodies.py`) column by column; both
 skip a validated object per value.
 
@@ -35,7 +35,7 @@ from .arrow_bodies import read_columns
 from .capture import remember_instances
 from .errors import MAX_REPORTED_ERRORS, summarize
 from .instances import Columns, PlainNumber, instance_type, instances_field, locate_errors
-from .json_rows import count_byte, number_rows
+from .json_numbers import count_byte, number_rows
 from .media import ARROW_MEDIA_TYPE, media_type_of
 
 # bodies up to this size are read on the event loop: a thread hop costs more than they do

@@ -5,9 +5,10 @@ A request's tensors come in one of two forms: one `[N, F]` numeric tensor in sch
 for text). Its shapes are checked before any data is read, its values by the one rule of
 `model.values`, vectorised, and every refusal names the tensor and the index. Flat JSON
 numbers of an all-numeric model, the common request, are first read by msgspec's typed
-decoder (`plain_call`), which takes only what that full reading takes. The answer
-holds `predict` (labels) and, for classifiers, `predict_proba` (`[N, C]`, the class
-order in the model's metadata), as JSON data or binary tensors, as the request asks.
+decoder, a long `data` list by simdjson (`plain_call`), which take only what that full
+reading takes. The answer holds `predict` (labels) and, for classifiers, `predict_proba`
+(`[N, C]`, the class order in the model's metadata), as JSON data or binary tensors, as
+the request asks.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from model.values import (
     number_column,
 )
 
+from .json_numbers import number_list
 from .responses import json_answer
 from .v2_tensors import (
     BYTES,
@@ -485,6 +487,10 @@ class _PlainInput(msgspec.Struct):
     parameters: dict[str, Any] | None = None
 
 
+class _LongInput(_PlainInput):
+    data: msgspec.Raw  # copied by simdjson (`_plain_data`) once the shapes are known good
+
+
 class _PlainOutput(msgspec.Struct):
     name: str
     parameters: dict[str, Any] | None = None
@@ -497,7 +503,14 @@ class _PlainRequest(msgspec.Struct):
     outputs: list[_PlainOutput] | None = None
 
 
+class _LongRequest(_PlainRequest):
+    inputs: Annotated[list[_LongInput], msgspec.Meta(min_length=1)]
+
+
 _PLAIN_REQUEST: Final = msgspec.json.Decoder(_PlainRequest)
+_LONG_REQUEST: Final = msgspec.json.Decoder(_LongRequest)
+# a longer request's `data` goes to simdjson, which costs more than msgspec on short lists
+_SHORT_REQUEST_BYTES: Final = 16 * 2**10
 _FLOAT_TYPES: Final = frozenset({"FP16", "FP32", "FP64"})
 _SMALL: Final = 4096  # below this many values, Python's min and max beat numpy's
 _FEW_ROWS: Final = 64
@@ -505,13 +518,14 @@ _FEW_ROWS: Final = 64
 
 def plain_call(header: bytes, model: ServedModel, max_rows: int) -> InferCall | None:
     """The call of a request whose tensors are flat JSON numbers (FP16/32/64) of an
-    all-numeric model, every check passed, decoded by msgspec's typed decoder: what the
+    all-numeric model, every check passed, decoded by msgspec and simdjson: what the
     full reading gives for it, without pydantic or Arrow. None for anything else, every
     refusal included: the full reading reads it again and says why."""
     if model.categorical:
         return None
     try:
-        request = _PLAIN_REQUEST.decode(header)
+        decoder = _PLAIN_REQUEST if len(header) <= _SHORT_REQUEST_BYTES else _LONG_REQUEST
+        request = decoder.decode(header)
         rows, matrix = _plan(request.inputs, model, max_rows)
         requested = _requested(request, model)
     except (msgspec.DecodeError, TensorError, V2Error):
@@ -525,36 +539,47 @@ def plain_call(header: bytes, model: ServedModel, max_rows: int) -> InferCall | 
         tensors = [by_name[name] for name in names]
     values = []
     for tensor in tensors:
-        data = tensor.data
-        if (
-            len(data) != rows * width
-            or tensor.datatype not in _FLOAT_TYPES
-            or (tensor.parameters is not None and "binary_data_size" in tensor.parameters)
+        if tensor.datatype not in _FLOAT_TYPES or (
+            tensor.parameters is not None and "binary_data_size" in tensor.parameters
         ):
             return None
-        # JSON has no NaN: these bounds hold for every value, or some value is refused
-        if len(data) <= _SMALL:
-            lowest, highest = min(data), max(data)
-        else:
-            array = np.array(data, dtype=np.float64)
-            lowest, highest = np.minimum.reduce(array), np.maximum.reduce(array)
-        if not (lowest >= -MAX_ABS_NUMBER and highest <= MAX_ABS_NUMBER):
+        data = _plain_data(tensor.data, rows * width)
+        if data is None:
             return None
         values.append(data)
+    lists = all(isinstance(data, list) for data in values)
     if matrix:
         flat = values[0]
-        grid = np.array(flat, dtype=np.float64).reshape(rows, width)
+        grid = np.asarray(flat, dtype=np.float64).reshape(rows, width)
         call = InferCall(request.id, rows, None, requested, names, matrix=grid)
-        if rows <= _FEW_ROWS:  # what the batcher takes, from the floats at hand
+        if rows <= _FEW_ROWS and lists:  # what the batcher takes, from the floats at hand
             call._instances = [tuple(flat[i : i + width]) for i in range(0, len(flat), width)]
         return call
     columns = {
-        name: np.array(data, dtype=np.float64) for name, data in zip(names, values, strict=True)
+        name: np.asarray(data, dtype=np.float64) for name, data in zip(names, values, strict=True)
     }
     call = InferCall(request.id, rows, columns, requested, names)
-    if rows <= _FEW_ROWS:
+    if rows <= _FEW_ROWS and lists:
         call._instances = list(zip(*values, strict=True))
     return call
+
+
+def _plain_data(data: list[float] | msgspec.Raw, count: int) -> list[float] | np.ndarray | None:
+    """`count` flat JSON numbers within the limits: msgspec's list, or the numbers of a
+    long request's text copied into an array by simdjson; None for anything else."""
+    if isinstance(data, msgspec.Raw):
+        data = number_list(bytes(data), count)
+    if data is None or len(data) != count:
+        return None
+    # JSON has no NaN: these bounds hold for every value, or some value is refused
+    if len(data) <= _SMALL:
+        lowest, highest = min(data), max(data)
+    else:
+        array = np.asarray(data, dtype=np.float64)
+        lowest, highest = np.minimum.reduce(array), np.maximum.reduce(array)
+    if not (lowest >= -MAX_ABS_NUMBER and highest <= MAX_ABS_NUMBER):
+        return None
+    return data
 
 
 def _columns(tensors: list[Tensor], schema: FeatureSchema) -> dict[str, np.ndarray]:

@@ -1,4 +1,5 @@
-"""v2's first pass: flat JSON numbers of an all-numeric model, read by msgspec.
+"""v2's first pass: flat JSON numbers of an all-numeric model, read by msgspec (short
+`data`) and simdjson (long `data`).
 
 It may only take what the full reading takes, with the same call; anything else, every
 refusal included, is left to the full reading (which answers or explains), so it can
@@ -8,7 +9,9 @@ never change a verdict or an error message.
 from __future__ import annotations
 
 import json
+from unittest import mock
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -128,9 +131,7 @@ def same_call(plain: InferCall, full: InferCall) -> None:
     assert plain.frame().equals(full.frame())
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(request=requests())
-def test_it_takes_only_what_the_full_reading_takes_with_the_same_call(request):
+def assert_only_what_the_full_reading_takes(request: dict) -> None:
     raw = json.dumps(request).encode()
     plain = plain_call(raw, MODEL, MAX_ROWS)
     if plain is None:
@@ -138,6 +139,33 @@ def test_it_takes_only_what_the_full_reading_takes_with_the_same_call(request):
     full = full_reading(raw)
     assert not isinstance(full, V2Error), full.message
     same_call(plain, full)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=requests())
+def test_it_takes_only_what_the_full_reading_takes_with_the_same_call(request):
+    assert_only_what_the_full_reading_takes(request)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=requests())
+def test_so_does_its_simdjson_pass_for_long_data(request):
+    with mock.patch("serving.v2_protocol._SHORT_REQUEST_BYTES", 0):  # every request is long
+        assert_only_what_the_full_reading_takes(request)
+
+
+def test_a_long_tensor_is_read_as_the_full_reading_reads_it():
+    rows = 2_000
+    values = np.random.default_rng(0).normal(scale=1e3, size=rows * 3).round(6)
+    for data in (values.tolist(), [int(v) for v in values]):
+        tensor = {"name": "input", "shape": [rows, 3], "datatype": "FP64", "data": data}
+        raw = json.dumps({"inputs": [tensor]}).encode()
+        assert len(raw) > 20_000
+        plain = plain_call(raw, MODEL, rows)
+        full = full_call(raw, memoryview(b""), MODEL, rows)
+        assert plain is not None and plain.matrix is not None
+        assert plain.matrix.tobytes() == full.frame().to_numpy(dtype=float).tobytes()
+        assert plain.instances() == full.instances()
 
 
 def test_the_forms_clients_send_are_taken():

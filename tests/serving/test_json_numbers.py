@@ -1,4 +1,4 @@
-"""simdjson's pass over plain number rows: the values msgspec's pass reads, or no answer."""
+"""simdjson's passes over plain numbers: the values msgspec's passes read, or no answer."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from serving import json_numbers
 from serving.inputs import _decoded_rows, _PlainRows
-from serving.json_rows import count_byte, number_rows
+from serving.json_numbers import count_byte, number_list, number_rows
 
 DECODER = msgspec.json.Decoder(_PlainRows)
 
@@ -94,3 +95,47 @@ def test_parsers_are_reused_after_refusals_and_never_shared() -> None:
         got is not None and np.array_equal(got, sent)
         for got, sent in zip(read_back, matrices, strict=True)
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        (b"[1, 2.5, -3e2]", 3),
+        (b" [ 1 ,\n 2.5 , -3e2 ] ", 3),
+        (b"[0]", 1),
+    ],
+)
+def test_a_flat_list_of_numbers_is_read(text: bytes, count: int) -> None:
+    values = number_list(text, count)
+    assert values is not None
+    assert values.tolist() == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        (b"[1, 2, 3]", 2),
+        (b"[1, 2]", 3),
+        (b"[]", 0),
+        (b"[1, [2], 3]", 3),
+        (b"[[1, 2, 3]]", 3),
+        (b"[1, null, 3]", 3),
+        (b'[1, "2", 3]', 3),
+        (b"[1, true, 3]", 3),
+        (b"[1, 2, 1e400]", 3),
+        (b'{"a": [1, 2, 3]}', 3),
+        (b"[1, 2, 3", 3),
+    ],
+)
+def test_anything_but_that_many_numbers_gets_no_answer(text: bytes, count: int) -> None:
+    assert number_list(text, count) is None
+
+
+def test_parsers_are_kept_only_after_small_documents() -> None:
+    while not json_numbers._parsers.empty():
+        json_numbers._parsers.get_nowait()
+    large = json.dumps([0.5] * (json_numbers.KEEP_AFTER_BYTES // 4)).encode()
+    assert number_list(large, json_numbers.KEEP_AFTER_BYTES // 4) is not None
+    assert json_numbers._parsers.empty()  # its buffers go with it
+    assert number_list(b"[1, 2]", 2) is not None
+    assert json_numbers._parsers.qsize() == 1
