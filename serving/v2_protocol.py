@@ -572,7 +572,7 @@ def _plain_data(data: list[float] | msgspec.Raw, count: int) -> list[float] | np
     if data is None or len(data) != count:
         return None
     # JSON has no NaN: these bounds hold for every value, or some value is refused
-    if len(data) <= _SMALL:
+    if isinstance(data, list) and len(data) <= _SMALL:
         lowest, highest = min(data), max(data)
     else:
         array = np.asarray(data, dtype=np.float64)
