@@ -683,20 +683,25 @@ def _floats(array: pa.Array, *, writable: bool = True) -> np.ndarray:
     return _numpy(array.cast(pa.float64(), safe=False), writable=writable)
 
 
-def _plain_floats(array: pa.Array) -> np.ndarray | None:
-    """The values of a float64 column without nulls whose values are all accepted, as a
-    read-only view, in two reductions; None for any other column (the full check decides).
+def within_limits(values: np.ndarray) -> bool:
+    """Whether every value is a number within ±MAX_ABS_NUMBER, in two reductions.
 
     np.minimum and np.maximum carry a NaN through, and ±inf lies beyond the limits, so
-    either bound failing covers every refusal such a column can hold.
+    either bound failing covers every refusal a float array can hold.
     """
+    if not values.size:
+        return True
+    lowest, highest = np.minimum.reduce(values, axis=None), np.maximum.reduce(values, axis=None)
+    return bool(lowest >= -MAX_ABS_NUMBER and highest <= MAX_ABS_NUMBER)
+
+
+def _plain_floats(array: pa.Array) -> np.ndarray | None:
+    """The values of a float64 column without nulls whose values are all accepted, as a
+    read-only view; None for any other column (the full check decides)."""
     if array.type != pa.float64() or array.null_count or not len(array):
         return None
     values = array.to_numpy(zero_copy_only=True)
-    lowest, highest = np.minimum.reduce(values), np.maximum.reduce(values)
-    if lowest >= -MAX_ABS_NUMBER and highest <= MAX_ABS_NUMBER:
-        return values
-    return None
+    return values if within_limits(values) else None
 
 
 def _any(refusals: list[tuple[str, np.ndarray]], rows: int) -> np.ndarray:

@@ -29,7 +29,7 @@ from pydantic_core import InitErrorDetails
 from starlette.requests import Request
 
 from model.schema import FeatureSchema
-from model.values import MAX_ABS_NUMBER
+from model.values import MAX_ABS_NUMBER, within_limits
 
 from .arrow_bodies import read_columns
 from .capture import remember_instances
@@ -174,7 +174,7 @@ def plain_matrix(
         matrix = _decoded_rows(decoder, body, width, max_rows)
     if matrix is None:
         return None
-    if matrix.min() >= -MAX_ABS_NUMBER and matrix.max() <= MAX_ABS_NUMBER:
+    if within_limits(matrix):
         return matrix
     with np.errstate(invalid="ignore"):  # a null's NaN fails the test above, and is allowed
         beyond = np.abs(matrix) > MAX_ABS_NUMBER

@@ -33,6 +33,7 @@ from model.values import (
     Problem,
     category_column,
     number_column,
+    within_limits,
 )
 
 from .json_numbers import number_list
@@ -472,10 +473,7 @@ def _plain_tensor(tensor: RequestInput, count: int) -> np.ndarray | None:
         array = np.array(data, dtype=np.float64)
     except OverflowError:
         return None
-    lowest, highest = np.minimum.reduce(array), np.maximum.reduce(array)  # NaN if any is
-    if not (lowest >= -MAX_ABS_NUMBER and highest <= MAX_ABS_NUMBER):
-        return None
-    return array
+    return array if within_limits(array) else None
 
 
 # What the plain-number pass decodes: the request shape, with `data` a flat list of numbers.
@@ -571,15 +569,11 @@ def _plain_data(data: list[float] | msgspec.Raw, count: int) -> list[float] | np
         data = number_list(bytes(data), count)
     if data is None or len(data) != count:
         return None
-    # JSON has no NaN: these bounds hold for every value, or some value is refused
     if isinstance(data, list) and len(data) <= _SMALL:
+        # JSON has no NaN: these bounds hold for every value, or some value is refused
         lowest, highest = min(data), max(data)
-    else:
-        array = np.asarray(data, dtype=np.float64)
-        lowest, highest = np.minimum.reduce(array), np.maximum.reduce(array)
-    if not (lowest >= -MAX_ABS_NUMBER and highest <= MAX_ABS_NUMBER):
-        return None
-    return data
+        return data if lowest >= -MAX_ABS_NUMBER and highest <= MAX_ABS_NUMBER else None
+    return data if within_limits(np.asarray(data, dtype=np.float64)) else None
 
 
 def _columns(tensors: list[Tensor], schema: FeatureSchema) -> dict[str, np.ndarray]:
