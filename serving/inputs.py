@@ -169,8 +169,12 @@ def plain_matrix(
     brackets = count_byte(body, b"[")
     if brackets > max_rows + 1 or count_byte(body, b",") >= max_rows * width + 1:
         return None
-    matrix = number_rows(body, width, max_rows, brackets=brackets)
-    if matrix is None:
+    # simdjson's pass takes a body of one key and numbers only; msgspec's also reads null
+    # (as NaN) and other keys. A body goes to one of them, so none is parsed twice. An "l"
+    # is in null and false, and nowhere in a number or in "instances".
+    if count_byte(body, b'"') == 2 and not count_byte(body, b"l"):
+        matrix = number_rows(body, width, max_rows, brackets=brackets)
+    else:
         matrix = _decoded_rows(decoder, body, width, max_rows)
     if matrix is None:
         return None
